@@ -1,0 +1,13 @@
+"""keras-lc: learn linear combinations of frozen random convolution filters in Keras 3.
+
+Gavrikov & Keuper, "The Power of Linear Combinations: Learning with Random
+Convolutions" (arXiv 2301.11360).
+"""
+
+from keras_lc import initializers, layers
+from keras_lc.initializers import TorchUniform
+from keras_lc.layers import LCConv2D
+
+__version__ = "0.1.0"
+
+__all__ = ["LCConv2D", "TorchUniform", "initializers", "layers", "__version__"]

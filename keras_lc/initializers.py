@@ -1,0 +1,123 @@
+"""Seeded, backend-independent initializers with PyTorch's default bounds.
+
+The frozen spatial kernels of an LC-block are *defined* by their seed: the same
+seed must give the same kernel, bit for bit, on TensorFlow and JAX and on every
+machine. Backend random generators do not promise that, so the values are drawn
+on the host from NumPy's PCG64 generator (whose float64 stream is specified
+and platform independent) and then cast to the requested dtype.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+# Independent random streams derived from one layer seed.
+STREAM_SPATIAL = 0
+STREAM_COMBINATION = 1
+STREAM_BIAS = 2
+
+
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(
+            f"`seed` must be a non-negative integer. Received: seed={seed!r}"
+        )
+    return int(seed)
+
+
+def fan_in_of(shape):
+    """Fan-in of a kernel in Keras layout.
+
+    `(..., c_in, c_out)`: the product of all but the last dimension, which is
+    what PyTorch uses for `Conv2d`/`Linear` weights (`c_in * kh * kw`).
+    """
+    shape = tuple(int(d) for d in shape)
+    if len(shape) < 2:
+        raise ValueError(
+            "Cannot infer the fan-in of a kernel of rank < 2. "
+            f"Received: shape={shape}; pass `fan_in` explicitly."
+        )
+    return int(np.prod(shape[:-1]))
+
+
+def torch_uniform(shape, seed, stream=STREAM_SPATIAL, fan_in=None):
+    """PyTorch's default `Conv2d`/`Linear` initialization as a NumPy array.
+
+    Draws U[-a, a] with a = 1/sqrt(fan_in) (what
+    `kaiming_uniform_(a=sqrt(5))` and PyTorch's default bias init reduce to)
+    from `numpy.random.PCG64(SeedSequence([seed, stream]))`, in float64.
+
+    Values are drawn in PyTorch's weight layout `(c_out, c_in, kh, kw)` and
+    transposed to Keras' `(kh, kw, c_in, c_out)`, so the first `n` output
+    filters do not depend on how many filters are drawn in total.
+
+    Args:
+        shape: Keras kernel shape `(kh, kw, c_in, c_out)`, `(c_in, c_out)` or,
+            with `fan_in` given, any shape (e.g. a bias `(c_out,)`).
+        seed: Non-negative integer.
+        stream: Which independent stream of the seed to use.
+        fan_in: Overrides the fan-in inferred from `shape`.
+
+    Returns:
+        A float64 `np.ndarray` of `shape`.
+    """
+    seed = _check_seed(seed)
+    shape = tuple(int(d) for d in shape)
+    if fan_in is None:
+        fan_in = fan_in_of(shape)
+    bound = 1.0 / math.sqrt(fan_in)
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stream])))
+    if len(shape) >= 2:
+        # Draw in (c_out, c_in, *spatial) order, then move to Keras layout.
+        torch_shape = (shape[-1], shape[-2]) + shape[:-2]
+        values = rng.uniform(-bound, bound, size=torch_shape)
+        rank = len(shape)
+        # torch axes: 0=c_out, 1=c_in, 2..=spatial  ->  keras: spatial.., c_in, c_out
+        values = np.transpose(values, tuple(range(2, rank)) + (1, 0))
+        return np.ascontiguousarray(values)
+    return rng.uniform(-bound, bound, size=shape)
+
+
+@keras.saving.register_keras_serializable(package="keras_lc")
+class TorchUniform(keras.initializers.Initializer):
+    """Seeded PyTorch-default uniform initializer, identical on every backend.
+
+    U[-a, a] with a = 1/sqrt(fan_in), drawn with NumPy's PCG64 generator (see
+    `torch_uniform`). Calling it twice with the same shape returns the same
+    values: the seed defines the tensor.
+
+    Args:
+        seed: Non-negative integer.
+        stream: Independent stream of the seed (0 spatial, 1 combination,
+            2 bias are used by `LCConv2D`).
+        fan_in: Optional fan-in; inferred from the kernel shape when `None`.
+
+    Example:
+
+    >>> init = TorchUniform(seed=0)
+    >>> w = init((3, 3, 16, 32))
+    >>> bool(keras.ops.max(keras.ops.abs(w)) <= 1 / (3 * 3 * 16) ** 0.5)
+    True
+    """
+
+    def __init__(self, seed, stream=STREAM_SPATIAL, fan_in=None):
+        self.seed = _check_seed(seed)
+        if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or stream < 0:
+            raise ValueError(
+                f"`stream` must be a non-negative integer. Received: stream={stream!r}"
+            )
+        self.stream = int(stream)
+        if fan_in is not None and (not isinstance(fan_in, (int, np.integer)) or fan_in < 1):
+            raise ValueError(
+                f"`fan_in` must be a positive integer or None. Received: fan_in={fan_in!r}"
+            )
+        self.fan_in = None if fan_in is None else int(fan_in)
+
+    def __call__(self, shape, dtype=None):
+        values = torch_uniform(shape, self.seed, self.stream, self.fan_in)
+        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+        return keras.ops.convert_to_tensor(values.astype(dtype))
+
+    def get_config(self):
+        return {"seed": self.seed, "stream": self.stream, "fan_in": self.fan_in}

@@ -1,0 +1,520 @@
+"""`LCConv2D`: a k x k convolution learned as linear combinations of (frozen) random filters."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_lc import fold_math
+from keras_lc.initializers import (
+    STREAM_BIAS,
+    STREAM_COMBINATION,
+    STREAM_SPATIAL,
+    TorchUniform,
+    torch_uniform,
+)
+
+IMPLEMENTATIONS = ("auto", "two_stage", "composed", "basis")
+INTERMEDIATES = (None, "relu", "bn", "bn_relu")
+PADDINGS = ("same", "valid")
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def _pair(value, name):
+    """An int or a pair of ints, each >= 1, as a 2-tuple."""
+    items = (value, value) if isinstance(value, (int, np.integer)) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = ()
+    if len(items) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in items
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive integer or a tuple of 2 positive integers. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(int(v) for v in items)
+
+
+def conv_output_length(length, kernel, stride, padding, dilation):
+    """Output length of a convolution along one axis (`None` stays `None`)."""
+    if length is None:
+        return None
+    if padding == "same":
+        return -(-length // stride)
+    return (length - (kernel - 1) * dilation - 1) // stride + 1
+
+
+@keras.saving.register_keras_serializable(package="keras_lc")
+class LCConv2D(keras.layers.Layer):
+    """A k x k convolution as linear combinations of (frozen) random filters.
+
+    The LC-block of Gavrikov & Keuper, "The Power of Linear Combinations:
+    Learning with Random Convolutions" (arXiv 2301.11360): a k x k convolution
+    with `filters * expansion` filters followed directly by a 1x1 convolution
+    to `filters`. The spatial kernel keeps PyTorch's default initialization,
+    U[-a, a] with a = 1/sqrt(c_in*k*k), drawn from NumPy's PCG64 generator with
+    `seed` (identical on every backend and machine), and is frozen unless
+    `spatial_trainable=True`; the 1x1 combination weights always learn.
+    Both stages are linear, so the block is one ordinary convolution with
+    W[..., o] = sum_j C[j, o] * W_spatial[..., j]: see `fold()`.
+
+    Implementations (they compute the same function; only cost differs):
+
+    - `"two_stage"`: the paper's form, conv to `filters*expansion` channels,
+      then the 1x1 conv. Activation memory and FLOPs grow with `expansion`.
+    - `"composed"`: compose W = W_spatial . C (a small matmul independent of
+      batch and image size), then one convolution. Same outputs and
+      gradients as two_stage.
+    - `"basis"`: frozen spatial kernels only. With W_spatial reshaped to
+      (k*k*c_in, m) and its thin SVD U S V^T, r = min(k*k*c_in, m), the layer
+      keeps P = U S (non-trainable, regenerated from `seed`, never saved) and
+      trains A = V^T C (r x filters). Under SGD (plain, momentum or Nesterov,
+      coupled or decoupled weight decay) training A produces exactly the same
+      sequence of kernels W = P A as training C, at a cost and weights-file size
+      that do not grow with `expansion`. **With adaptive optimizers (Adam,
+      RMSprop, ...) the training path differs** from the other forms, because
+      their per-coordinate scaling is not invariant under the change of basis.
+    - `"auto"`: `"two_stage"` when `intermediate` is set, otherwise
+      `"composed"` unless the input is so small that composing costs more
+      than it saves (output pixels per image < k*k*c_in).
+
+    Args:
+        filters: Number of output channels.
+        kernel_size: int or tuple of 2 ints.
+        strides: int or tuple of 2 ints.
+        padding: `"same"` or `"valid"`.
+        dilation_rate: int or tuple of 2 ints; cannot exceed 1 together with
+            `strides`.
+        expansion: E, the number of spatial filters per output channel.
+        spatial_trainable: Train the spatial kernel too (the paper's
+            "learnable LC"). Default `False`: frozen random.
+        use_bias: Add a bias (PyTorch-default initialized) after the 1x1 conv.
+        implementation: One of `"auto"`, `"two_stage"`, `"composed"`, `"basis"`.
+        intermediate: `None`, `"relu"`, `"bn"` or `"bn_relu"`: the operation
+            between the two stages (the paper's Appendix C); forces
+            `"two_stage"`. Only `None` and `"bn"` can be folded.
+        seed: Non-negative int defining the random kernels. `None` draws one
+            from NumPy's global generator (so `keras.utils.set_random_seed`
+            makes it reproducible) and stores it in the config.
+        **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Input shape: `(batch, height, width, channels)` (channels_last).
+    Output shape: `(batch, new_height, new_width, filters)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = LCConv2D(8, 3, expansion=4, seed=0)
+    >>> x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    >>> y = layer(x)
+    >>> tuple(y.shape)
+    (2, 16, 16, 8)
+    >>> conv = layer.to_conv2d()
+    >>> bool(np.allclose(conv(x), y, rtol=1e-4, atol=1e-5))
+    True
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="same",
+        dilation_rate=1,
+        expansion=1,
+        spatial_trainable=False,
+        use_bias=False,
+        implementation="auto",
+        intermediate=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _positive_int(filters, "filters")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                "`strides > 1` is not compatible with `dilation_rate > 1`. "
+                f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
+            )
+        padding_key = padding.lower() if isinstance(padding, str) else padding
+        if padding_key not in PADDINGS:
+            raise ValueError(
+                f"`padding` must be one of {PADDINGS}. Received: padding={padding!r}"
+            )
+        self.padding = padding_key
+        self.expansion = _positive_int(expansion, "expansion")
+        if not isinstance(spatial_trainable, (bool, np.bool_)):
+            raise ValueError(
+                f"`spatial_trainable` must be a bool. Received: "
+                f"spatial_trainable={spatial_trainable!r}"
+            )
+        self.spatial_trainable = bool(spatial_trainable)
+        self.use_bias = bool(use_bias)
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"`implementation` must be one of {IMPLEMENTATIONS}. "
+                f"Received: implementation={implementation!r}"
+            )
+        if intermediate not in INTERMEDIATES:
+            raise ValueError(
+                f"`intermediate` must be one of {INTERMEDIATES}. "
+                f"Received: intermediate={intermediate!r}"
+            )
+        if intermediate is not None and implementation in ("composed", "basis"):
+            raise ValueError(
+                f"`intermediate={intermediate!r}` puts an operation between the two "
+                "stages, so it needs implementation='two_stage' (or 'auto'). "
+                f"Received: implementation={implementation!r}"
+            )
+        if implementation == "basis" and self.spatial_trainable:
+            raise ValueError(
+                "implementation='basis' is exact only for frozen spatial kernels. "
+                "Received: spatial_trainable=True; use 'composed' or 'two_stage'."
+            )
+        self.implementation = implementation
+        self.intermediate = intermediate
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"`seed` must be a non-negative integer or None. Received: seed={seed!r}")
+        self.seed = int(seed)
+        self.intermediate_bn = (
+            keras.layers.BatchNormalization(name="intermediate_bn", dtype=self.dtype_policy)
+            if intermediate in ("bn", "bn_relu")
+            else None
+        )
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    # ------------------------------------------------------------------ build
+    @property
+    def spatial_filters(self):
+        """m = filters * expansion, the number of spatial filters."""
+        return self.filters * self.expansion
+
+    def _choose_implementation(self, input_shape):
+        if self.implementation != "auto":
+            return self.implementation
+        if self.intermediate is not None:
+            return "two_stage"
+        # Per image: two_stage costs P*(K*m + m*F); composed costs K*m*F once
+        # per batch plus P*K*F. With P >= K (= k*k*c_in) composed is never
+        # more expensive, whatever E; assume batch 1, the worst case for it.
+        k_h, k_w = self.kernel_size
+        reach = [
+            conv_output_length(n, k, s, self.padding, d)
+            for n, k, s, d in zip(input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
+        ]
+        if None in reach:
+            return "composed"
+        pixels = reach[0] * reach[1]
+        return "composed" if pixels >= k_h * k_w * int(input_shape[-1]) else "two_stage"
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(
+                "The channel dimension of the inputs to LCConv2D must be defined. "
+                f"Received: input_shape={input_shape}"
+            )
+        channels = int(channels)
+        if self.padding == "valid":
+            for axis, (n, k, d) in enumerate(zip(input_shape[1:3], self.kernel_size, self.dilation_rate)):
+                reach = (k - 1) * d + 1
+                if n is not None and reach > n:
+                    raise ValueError(
+                        f"With padding='valid' the (dilated) kernel must fit in the input: "
+                        f"kernel extent {reach} > input size {n} on spatial axis {axis}. "
+                        f"Received: kernel_size={self.kernel_size}, dilation_rate="
+                        f"{self.dilation_rate}, input_shape={input_shape}. "
+                        "Use padding='same' or a smaller kernel."
+                    )
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+        self._resolved_implementation = self._choose_implementation(input_shape)
+        k_h, k_w = self.kernel_size
+        m = self.spatial_filters
+        if self._resolved_implementation == "basis":
+            basis, coefficients = self._basis_from_seed(channels)
+            self.basis = self.add_weight(
+                name="basis",
+                shape=basis.shape,
+                initializer=keras.initializers.Constant(basis),
+                trainable=False,
+            )
+            self.basis_coefficients = self.add_weight(
+                name="basis_coefficients",
+                shape=coefficients.shape,
+                initializer=keras.initializers.Constant(coefficients),
+            )
+        else:
+            self.spatial_kernel = self.add_weight(
+                name="spatial_kernel",
+                shape=(k_h, k_w, channels, m),
+                initializer=TorchUniform(self.seed, STREAM_SPATIAL),
+                trainable=self.spatial_trainable,
+            )
+            self.combination = self.add_weight(
+                name="combination",
+                shape=(m, self.filters),
+                initializer=TorchUniform(self.seed, STREAM_COMBINATION),
+            )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.filters,),
+                initializer=TorchUniform(self.seed, STREAM_BIAS, fan_in=m),
+            )
+        else:
+            self.bias = None
+        if self.intermediate_bn is not None:
+            self.intermediate_bn.build(
+                (input_shape[0],) + self._spatial_output_shape(input_shape) + (m,)
+            )
+
+    # ----------------------------------------------------------- basis form
+    def _spatial_matrix(self, channels):
+        """The seed's frozen kernel as a (k*k*c_in, m) float64 matrix."""
+        k_h, k_w = self.kernel_size
+        shape = (k_h, k_w, channels, self.spatial_filters)
+        return torch_uniform(shape, self.seed, STREAM_SPATIAL).reshape(-1, shape[-1])
+
+    def _frozen_svd(self, channels):
+        """Thin SVD (U S, V) of the seed's frozen kernel, with a fixed sign convention."""
+        u, s, vt = np.linalg.svd(self._spatial_matrix(channels), full_matrices=False)
+        # Make the largest-magnitude entry of each column of U positive so the
+        # basis does not depend on the LAPACK build's sign choices.
+        signs = np.sign(u[np.argmax(np.abs(u), axis=0), np.arange(u.shape[1])])
+        signs[signs == 0] = 1.0
+        return u * s * signs, vt.T * signs
+
+    def _basis_from_seed(self, channels):
+        basis, v = self._frozen_svd(channels)
+        c0 = torch_uniform((self.spatial_filters, self.filters), self.seed, STREAM_COMBINATION)
+        return basis, v.T @ c0
+
+    # ------------------------------------------------------------------ call
+    def _spatial_output_shape(self, input_shape):
+        return tuple(
+            conv_output_length(n, k, s, self.padding, d)
+            for n, k, s, d in zip(input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
+        )
+
+    def _conv(self, inputs, kernel):
+        return ops.conv(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=self.padding,
+            data_format="channels_last",
+            dilation_rate=self.dilation_rate,
+        )
+
+    def _composed_kernel(self):
+        k_h, k_w = self.kernel_size
+        if self._resolved_implementation == "basis":
+            flat = ops.matmul(self.basis, self.basis_coefficients)
+            channels = self.basis.shape[0] // (k_h * k_w)
+        else:
+            channels = self.spatial_kernel.shape[2]
+            flat = ops.matmul(
+                ops.reshape(self.spatial_kernel, (k_h * k_w * channels, self.spatial_filters)),
+                self.combination,
+            )
+        return ops.reshape(flat, (k_h, k_w, channels, self.filters))
+
+    def call(self, inputs, training=None):
+        if self._resolved_implementation == "two_stage":
+            hidden = self._conv(inputs, self.spatial_kernel)
+            if self.intermediate_bn is not None:
+                hidden = self.intermediate_bn(hidden, training=training)
+            if self.intermediate in ("relu", "bn_relu"):
+                hidden = ops.relu(hidden)
+            outputs = ops.matmul(hidden, self.combination)
+        else:
+            outputs = self._conv(inputs, self._composed_kernel())
+        if self.use_bias:
+            outputs = ops.add(outputs, self.bias)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + self._spatial_output_shape(input_shape) + (self.filters,)
+
+    # ------------------------------------------------------------------ fold
+    @property
+    def resolved_implementation(self):
+        """The implementation in use after build (`"auto"` resolved)."""
+        if not self.built:
+            raise ValueError(f"Layer '{self.name}' is not built yet: call it on an input first.")
+        return self._resolved_implementation
+
+    def fold(self):
+        """The single Conv2D kernel and bias equivalent to this block.
+
+        BatchNormalization between the stages (`intermediate="bn"`) is folded
+        with its moving statistics (inference mode).
+
+        Returns:
+            `(kernel, bias)`: NumPy arrays in the layer's variable dtype,
+            kernel `(kh, kw, c_in, filters)`; `bias` is `None` when the block
+            has neither a bias nor an intermediate BatchNormalization.
+
+        Raises:
+            ValueError: for `intermediate="relu"`/`"bn_relu"`: a ReLU between
+                the stages is not linear, so no single convolution equals it.
+        """
+        if not self.built:
+            raise ValueError(f"Layer '{self.name}' is not built yet: call it on an input first.")
+        if self.intermediate in ("relu", "bn_relu"):
+            raise ValueError(
+                f"Layer '{self.name}' has intermediate={self.intermediate!r}: a ReLU "
+                "between the spatial and 1x1 stages is not linear, so the block "
+                "cannot be folded into one convolution. Only intermediate=None or "
+                "'bn' fold exactly."
+            )
+        to64 = fold_math.to_numpy64
+        bias = to64(self.bias) if self.use_bias else None
+        if self._resolved_implementation == "basis":
+            k_h, k_w = self.kernel_size
+            flat = to64(self.basis) @ to64(self.basis_coefficients)
+            kernel = flat.reshape(k_h, k_w, -1, self.filters)
+        else:
+            spatial = to64(self.spatial_kernel)
+            combination = to64(self.combination)
+            if self.intermediate_bn is not None:
+                scale, shift = fold_math.batchnorm_layer_scale_shift(self.intermediate_bn)
+                spatial, spatial_bias = fold_math.fold_batchnorm(spatial, None, scale, shift)
+                bn_bias = spatial_bias @ combination
+                bias = bn_bias if bias is None else bias + bn_bias
+            kernel = fold_math.compose_kernels(spatial, combination)
+        dtype = self.variable_dtype
+        return kernel.astype(dtype), None if bias is None else bias.astype(dtype)
+
+    def to_conv2d(self, name=None):
+        """A built `keras.layers.Conv2D` carrying the folded kernel and bias."""
+        kernel, bias = self.fold()
+        conv = keras.layers.Conv2D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            use_bias=bias is not None,
+            name=name or self.name,
+            dtype=self.dtype_policy,
+        )
+        conv.build((None, None, None, kernel.shape[2]))
+        conv.set_weights([kernel] if bias is None else [kernel, bias])
+        return conv
+
+    def to_composed(self):
+        """An equivalent built `implementation="composed"` layer (basis form only).
+
+        Its spatial kernel is the seed's frozen kernel and its combination
+        weights are C = V A, the minimum-norm C with W_spatial C = P A.
+        """
+        if self.resolved_implementation != "basis":
+            raise ValueError(
+                f"to_composed() converts a basis-form layer; layer '{self.name}' "
+                f"uses implementation={self._resolved_implementation!r}."
+            )
+        config = self.get_config()
+        config["implementation"] = "composed"
+        layer = LCConv2D.from_config(config)
+        channels = self.basis.shape[0] // (self.kernel_size[0] * self.kernel_size[1])
+        layer.build((None, None, None, channels))
+        _, v = self._frozen_svd(channels)
+        layer.combination.assign(
+            (v @ fold_math.to_numpy64(self.basis_coefficients)).astype(self.variable_dtype)
+        )
+        if self.use_bias:
+            layer.bias.assign(self.bias)
+        return layer
+
+    # ---------------------------------------------------------- save / load
+    def save_own_variables(self, store):
+        """Named entries; the basis form stores A and the seed, never P."""
+        if self._resolved_implementation == "basis":
+            store["basis_coefficients"] = self.basis_coefficients
+        else:
+            store["spatial_kernel"] = self.spatial_kernel
+            store["combination"] = self.combination
+        store["seed"] = np.asarray(self.seed, dtype=np.int64)
+        if self.use_bias:
+            store["bias"] = self.bias
+
+    def load_own_variables(self, store):
+        """Loads what `save_own_variables` wrote, converting between forms.
+
+        A basis-form layer loads a composed/two_stage file as A = V^T C; a
+        composed/two_stage layer loads a basis-form file as C = V A with the
+        seed's spatial kernel.
+        """
+        keys = set(store.keys())
+        if "seed" not in keys:
+            raise ValueError(
+                f"Layer '{self.name}': the weights file holds {sorted(keys)}, not an "
+                "LCConv2D's entries (spatial_kernel/combination or basis_coefficients, and seed)."
+            )
+        saved_seed = int(np.asarray(store["seed"]))
+        is_basis = self._resolved_implementation == "basis"
+        channels = self._channels()
+        if "basis_coefficients" in keys or is_basis:
+            if saved_seed != self.seed:
+                raise ValueError(
+                    f"Layer '{self.name}' has seed={self.seed} but the weights were saved "
+                    f"from seed={saved_seed}; the frozen kernel is defined by the seed, so "
+                    f"build the model with seed={saved_seed} to load them."
+                )
+        if is_basis:
+            if "basis_coefficients" in keys:
+                coefficients = np.asarray(store["basis_coefficients"])
+            else:
+                _, v = self._frozen_svd(channels)
+                coefficients = v.T @ np.asarray(store["combination"], dtype=np.float64)
+            self.basis_coefficients.assign(coefficients.astype(self.variable_dtype))
+        elif "basis_coefficients" in keys:
+            _, v = self._frozen_svd(channels)
+            combination = v @ np.asarray(store["basis_coefficients"], dtype=np.float64)
+            self.spatial_kernel.assign(
+                torch_uniform(self.spatial_kernel.shape, self.seed).astype(self.variable_dtype)
+            )
+            self.combination.assign(combination.astype(self.variable_dtype))
+        else:
+            self.spatial_kernel.assign(store["spatial_kernel"])
+            self.combination.assign(store["combination"])
+        if self.use_bias:
+            self.bias.assign(store["bias"])
+
+    def _channels(self):
+        k_h, k_w = self.kernel_size
+        if self._resolved_implementation == "basis":
+            return self.basis.shape[0] // (k_h * k_w)
+        return self.spatial_kernel.shape[2]
+
+    # ---------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "dilation_rate": self.dilation_rate,
+                "expansion": self.expansion,
+                "spatial_trainable": self.spatial_trainable,
+                "use_bias": self.use_bias,
+                "implementation": self.implementation,
+                "intermediate": self.intermediate,
+                "seed": self.seed,
+            }
+        )
+        return config

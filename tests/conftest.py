@@ -1,0 +1,45 @@
+"""Shared fixtures: real CIFAR-10 from ../shared/datasets, unpacked once into the cache."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+
+
+def cifar10_archive():
+    """Path of the CIFAR-10 JPEG archive: $KERAS_LC_CIFAR10 or ../shared/datasets."""
+    path = Path(os.environ.get("KERAS_LC_CIFAR10", DEFAULT_ARCHIVE))
+    if not path.exists():
+        pytest.fail(
+            f"CIFAR-10 archive not found at '{path}'. Set KERAS_LC_CIFAR10 to the "
+            "cifar10-jpeg.tar.gz archive or an unpacked folder."
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_archive():
+    return cifar10_archive()
+
+
+@pytest.fixture(scope="session")
+def cifar_test_images(cifar_archive):
+    """20 real test images per class, normalized float32, with labels."""
+    from keras_lc.data import load_image_folder, normalize
+
+    images, labels, _ = load_image_folder(cifar_archive, "test", per_class=20)
+    return normalize(images), labels
+
+
+@pytest.fixture(scope="session")
+def cifar_train_images(cifar_archive):
+    """64 real training images per class (640), normalized float32, with labels."""
+    from keras_lc.data import load_image_folder, normalize
+
+    images, labels, _ = load_image_folder(cifar_archive, "train", per_class=64)
+    order = np.random.default_rng(0).permutation(len(labels))
+    return normalize(images)[order], labels[order]

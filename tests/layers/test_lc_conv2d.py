@@ -1,0 +1,362 @@
+"""LCConv2D against NumPy references; runs on the tensorflow and jax backends."""
+
+import itertools
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_lc import LCConv2D
+from keras_lc.initializers import torch_uniform
+from tests.reference import gradients, numpy_conv2d, rel_error
+
+IMPLEMENTATIONS = ("two_stage", "composed", "basis")
+
+
+def _x(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def _reference(layer, x):
+    """The paper's block in float64 NumPy: conv to m channels, then the 1x1 conv."""
+    k_h, k_w = layer.kernel_size
+    spatial = torch_uniform((k_h, k_w, x.shape[-1], layer.spatial_filters), layer.seed)
+    hidden = numpy_conv2d(x, spatial, layer.strides, layer.padding, layer.dilation_rate)
+    if layer.resolved_implementation == "basis":
+        combination = layer.to_composed().combination
+    else:
+        combination = layer.combination
+    return hidden @ np.asarray(combination, dtype=np.float64)
+
+
+# kernel 1/3/5/7/9 x (strides, dilation) x padding x expansion x implementation
+CASES = [
+    (k, s, d, p, e, impl)
+    for k, (s, d), p, e, impl in itertools.product(
+        (1, 3, 5, 7, 9),
+        ((1, 1), (2, 1), (1, 2)),
+        ("same", "valid"),
+        (1, 2, 8, 128),
+        IMPLEMENTATIONS,
+    )
+]
+
+
+@pytest.mark.parametrize("kernel,strides,dilation,padding,expansion,implementation", CASES)
+def test_matches_numpy_reference(kernel, strides, dilation, padding, expansion, implementation):
+    x = _x((2, 19, 18, 2), seed=kernel)
+    layer = LCConv2D(
+        3, kernel, strides=strides, dilation_rate=dilation, padding=padding,
+        expansion=expansion, implementation=implementation, seed=kernel * 100 + expansion,
+    )
+    y = np.asarray(layer(x))
+    expected = _reference(layer, x)
+    assert y.shape == expected.shape == layer.compute_output_shape(x.shape)
+    assert rel_error(y, expected) < 1e-5
+
+
+def test_implementations_start_from_the_same_function():
+    x = _x((2, 12, 12, 5))
+    outputs = [np.asarray(LCConv2D(6, 3, expansion=8, implementation=i, seed=7)(x)) for i in IMPLEMENTATIONS]
+    assert rel_error(outputs[1], outputs[0]) < 1e-5
+    assert rel_error(outputs[2], outputs[0]) < 1e-5
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("expansion", [1, 16, 128])
+def test_fold_equivalence_random_inputs(implementation, expansion):
+    x = _x((4, 16, 16, 8))
+    layer = LCConv2D(8, 3, expansion=expansion, use_bias=True, implementation=implementation, seed=1)
+    y = np.asarray(layer(x))
+    conv = layer.to_conv2d()
+    assert isinstance(conv, keras.layers.Conv2D)
+    assert rel_error(conv(x), y) <= 1e-5
+    kernel, bias = layer.fold()
+    assert kernel.shape == (3, 3, 8, 8) and kernel.dtype == np.float32 and bias.shape == (8,)
+    assert rel_error(numpy_conv2d(x, kernel) + bias, y) <= 1e-5
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_fold_equivalence_real_cifar10(cifar_test_images, implementation):
+    x, _ = cifar_test_images
+    layer = LCConv2D(16, 3, expansion=128, strides=2, implementation=implementation, seed=3)
+    y = np.asarray(layer(x))
+    assert rel_error(layer.to_conv2d()(x), y) <= 1e-5
+
+
+def test_fold_with_intermediate_batchnorm(cifar_test_images):
+    x, _ = cifar_test_images
+    layer = LCConv2D(8, 3, expansion=4, intermediate="bn", use_bias=True, seed=2)
+    layer(x, training=True)
+    bn = layer.intermediate_bn
+    rng = np.random.default_rng(0)  # statistics and affine far from the identity
+    bn.moving_mean.assign(rng.normal(0, 0.3, 32).astype("float32"))
+    bn.moving_variance.assign(rng.uniform(0.2, 3.0, 32).astype("float32"))
+    bn.gamma.assign(np.linspace(0.5, 1.5, 32).astype("float32"))
+    bn.beta.assign(np.linspace(-0.2, 0.2, 32).astype("float32"))
+    y = np.asarray(layer(x, training=False))
+    assert rel_error(layer.to_conv2d()(x), y) <= 1e-5
+
+
+@pytest.mark.parametrize("intermediate", ["relu", "bn_relu"])
+def test_fold_refuses_nonlinear_intermediate(intermediate):
+    layer = LCConv2D(4, 3, expansion=2, intermediate=intermediate, name="blocky")
+    layer(_x((1, 8, 8, 3)))
+    assert layer.resolved_implementation == "two_stage"
+    with pytest.raises(ValueError, match=r"'blocky'.*ReLU.*not linear"):
+        layer.fold()
+
+
+@pytest.mark.parametrize("spatial_trainable", [False, True])
+def test_gradients_equal_between_two_stage_and_composed(spatial_trainable):
+    x = _x((3, 10, 10, 4))
+    upstream = _x((3, 10, 10, 5), seed=9)
+    grads = {}
+    for impl in ("two_stage", "composed"):
+        layer = LCConv2D(5, 3, expansion=8, use_bias=True, spatial_trainable=spatial_trainable,
+                         implementation=impl, seed=4)
+        layer.build(x.shape)
+        grads[impl] = gradients(layer, x, upstream)
+    expected = {"combination", "bias"} | ({"spatial_kernel"} if spatial_trainable else set())
+    assert set(grads["two_stage"]) == set(grads["composed"]) == expected
+    for name in expected:
+        assert np.abs(grads["two_stage"][name]).max() > 0
+        assert rel_error(grads["composed"][name], grads["two_stage"][name]) <= 1e-4, name
+
+
+def test_basis_gradient_is_projected_combination_gradient():
+    """dL/dA = V^T dL/dC: the identity that makes basis training exact under SGD."""
+    x = _x((3, 10, 10, 4))
+    upstream = _x((3, 10, 10, 5), seed=9)
+    composed = LCConv2D(5, 3, expansion=8, implementation="composed", seed=4)
+    basis = LCConv2D(5, 3, expansion=8, implementation="basis", seed=4)
+    composed.build(x.shape)
+    basis.build(x.shape)
+    _, v = basis._frozen_svd(4)
+    g_c = gradients(composed, x, upstream)["combination"]
+    g_a = gradients(basis, x, upstream)["basis_coefficients"]
+    assert rel_error(g_a, v.T @ g_c) <= 1e-4
+
+
+def _tiny_model(layer_kwargs):
+    inputs = keras.Input((32, 32, 3))
+    x = LCConv2D(8, 3, seed=11, name="lc", **layer_kwargs)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10)(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_frozen_means_frozen(cifar_train_images, implementation):
+    x, y = cifar_train_images
+    model = _tiny_model({"expansion": 4, "implementation": implementation})
+    lc = model.get_layer("lc")
+    frozen = lc.basis if implementation == "basis" else lc.spatial_kernel
+    learned = lc.basis_coefficients if implementation == "basis" else lc.combination
+    frozen_before, learned_before = np.array(frozen), np.array(learned)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:256], y[:256], batch_size=64, epochs=1, verbose=0)
+    assert np.array_equal(np.asarray(frozen), frozen_before)
+    assert np.abs(np.asarray(learned) - learned_before).max() > 1e-4
+    if implementation != "basis":
+        spatial = torch_uniform(lc.spatial_kernel.shape, 11).astype("float32")
+        assert np.array_equal(np.asarray(lc.spatial_kernel), spatial)
+    # trainable: the combination (or A), BN gamma/beta, Dense kernel/bias
+    assert len(model.trainable_weights) == 5
+    assert frozen.path not in {w.path for w in model.trainable_weights}
+    expected = learned.shape[0] * learned.shape[1] + 2 * 8 + 8 * 10 + 10
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == expected
+
+
+def test_spatial_trainable_kernel_moves(cifar_train_images):
+    x, y = cifar_train_images
+    model = _tiny_model({"expansion": 2, "spatial_trainable": True})
+    before = np.array(model.get_layer("lc").spatial_kernel)
+    model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:128], y[:128], batch_size=64, verbose=0)
+    assert np.abs(np.asarray(model.get_layer("lc").spatial_kernel) - before).max() > 1e-5
+    assert len(model.trainable_weights) == 6
+
+
+def test_seed_defines_the_kernel():
+    a = LCConv2D(4, 3, expansion=2, seed=5)
+    b = LCConv2D(4, 3, expansion=2, seed=5)
+    c = LCConv2D(4, 3, expansion=2, seed=6)
+    for layer in (a, b, c):
+        layer.build((None, 8, 8, 3))
+    assert np.array_equal(np.asarray(a.spatial_kernel), np.asarray(b.spatial_kernel))
+    assert np.array_equal(np.asarray(a.combination), np.asarray(b.combination))
+    assert not np.allclose(np.asarray(a.spatial_kernel), np.asarray(c.spatial_kernel))
+    bound = 1 / np.sqrt(3 * 3 * 3)
+    assert np.abs(np.asarray(a.spatial_kernel)).max() <= bound
+    assert np.abs(np.asarray(a.combination)).max() <= 1 / np.sqrt(8)
+
+
+def test_seed_none_is_drawn_and_stored():
+    keras.utils.set_random_seed(123)
+    first = LCConv2D(4, 3).seed
+    keras.utils.set_random_seed(123)
+    assert LCConv2D(4, 3).seed == first
+    assert LCConv2D.from_config(LCConv2D(4, 3, seed=None).get_config()).seed is not None
+
+
+@pytest.mark.parametrize(
+    "shape,expected",
+    [((None, 32, 32, 16), "composed"), ((None, 2, 2, 512), "two_stage"), ((None, None, None, 64), "composed")],
+)
+def test_auto_picks_the_cheaper_implementation(shape, expected):
+    layer = LCConv2D(16, 3, expansion=8, seed=0)
+    layer.build(shape)
+    assert layer.resolved_implementation == expected
+    bn = LCConv2D(16, 3, expansion=8, intermediate="bn", seed=0)
+    bn.build(shape)
+    assert bn.resolved_implementation == "two_stage"
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"filters": 0}, r"filters.*Received: filters=0"),
+        ({"filters": 2.5}, r"filters.*Received: filters=2.5"),
+        ({"expansion": 0}, r"expansion.*positive integer.*Received: expansion=0"),
+        ({"expansion": 1.5}, r"Received: expansion=1.5"),
+        ({"expansion": True}, r"Received: expansion=True"),
+        ({"padding": "causal"}, r"padding.*\('same', 'valid'\).*Received: padding='causal'"),
+        ({"implementation": "fast"}, r"implementation.*two_stage.*Received: implementation='fast'"),
+        ({"intermediate": "gelu"}, r"intermediate.*bn_relu.*Received: intermediate='gelu'"),
+        ({"intermediate": "bn", "implementation": "composed"}, r"two_stage.*Received: implementation='composed'"),
+        ({"implementation": "basis", "spatial_trainable": True}, r"frozen.*Received: spatial_trainable=True"),
+        ({"kernel_size": (3, 3, 3)}, r"kernel_size.*Received: kernel_size=\(3, 3, 3\)"),
+        ({"strides": 0}, r"strides.*Received: strides=0"),
+        ({"strides": 2, "dilation_rate": 2}, r"not compatible.*Received: strides=2, dilation_rate=2"),
+        ({"seed": -1}, r"seed.*Received: seed=-1"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    arguments = {"filters": 4, "kernel_size": 3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        LCConv2D(**arguments)
+
+
+def test_kernel_larger_than_valid_input():
+    layer = LCConv2D(4, 7, padding="valid")
+    with pytest.raises(ValueError, match=r"kernel extent 7 > input size 5.*padding='same'"):
+        layer(_x((1, 5, 5, 3)))
+    dilated = LCConv2D(4, 3, padding="valid", dilation_rate=4)
+    with pytest.raises(ValueError, match=r"kernel extent 9 > input size 8"):
+        dilated(_x((1, 8, 8, 3)))
+
+
+def test_unknown_channels():
+    with pytest.raises(ValueError, match="channel dimension"):
+        LCConv2D(4, 3).build((None, 8, 8, None))
+
+
+# ---------------------------------------------------------------- serialization
+def test_get_config_round_trip():
+    layer = LCConv2D(6, (3, 5), strides=2, padding="valid", expansion=3, spatial_trainable=True,
+                     use_bias=True, implementation="two_stage", intermediate="bn", seed=9, name="x")
+    config = layer.get_config()
+    clone = LCConv2D.from_config(config)
+    assert clone.get_config() == config
+    assert config["kernel_size"] == (3, 5) and config["seed"] == 9
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_keras_file_round_trip_safe_mode(tmp_path, cifar_test_images, implementation):
+    x, _ = cifar_test_images
+    model = _tiny_model({"expansion": 16, "implementation": implementation, "use_bias": True})
+    lc = model.get_layer("lc")
+    learned = lc.basis_coefficients if implementation == "basis" else lc.combination
+    learned.assign(np.asarray(learned) * 1.7)  # not the initial value
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded.get_layer("lc")) is LCConv2D
+    np.testing.assert_array_equal(np.asarray(loaded(x[:16])), np.asarray(model(x[:16])))
+
+
+def test_keras_file_round_trip_with_intermediate_bn(tmp_path, cifar_test_images):
+    x, _ = cifar_test_images
+    model = _tiny_model({"expansion": 4, "intermediate": "bn_relu"})
+    model.get_layer("lc")(x[:32], training=True)
+    model.save(tmp_path / "bn.keras")
+    loaded = keras.saving.load_model(tmp_path / "bn.keras", safe_mode=True)
+    np.testing.assert_array_equal(
+        np.asarray(loaded.get_layer("lc").intermediate_bn.moving_mean),
+        np.asarray(model.get_layer("lc").intermediate_bn.moving_mean),
+    )
+    np.testing.assert_array_equal(np.asarray(loaded(x[:8])), np.asarray(model(x[:8])))
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_weights_h5_round_trip(tmp_path, implementation):
+    x = _x((2, 32, 32, 3))
+    model = _tiny_model({"expansion": 8, "implementation": implementation})
+    for w in model.trainable_weights:
+        w.assign(np.asarray(w) + 0.01)
+    model.save_weights(tmp_path / "w.weights.h5")
+    other = _tiny_model({"expansion": 8, "implementation": implementation})
+    other.load_weights(tmp_path / "w.weights.h5")
+    np.testing.assert_array_equal(np.asarray(other(x)), np.asarray(model(x)))
+
+
+def test_basis_weights_file_does_not_grow_with_expansion(tmp_path):
+    sizes = {}
+    for e in (1, 32, 256):
+        model = _tiny_model({"expansion": e, "implementation": "basis"})
+        model.save_weights(tmp_path / f"{e}.weights.h5")
+        sizes[e] = os.path.getsize(tmp_path / f"{e}.weights.h5")
+    # r = min(27, 8E) coefficients per filter: E=1 stores 8x8, E>=4 stores 27x8.
+    assert sizes[256] == sizes[32]
+    composed = _tiny_model({"expansion": 256, "implementation": "composed"})
+    composed.save_weights(tmp_path / "c.weights.h5")
+    assert os.path.getsize(tmp_path / "c.weights.h5") > 10 * sizes[256]
+
+
+def test_basis_and_composed_load_each_others_weights(tmp_path):
+    x = _x((2, 32, 32, 3))
+    composed = _tiny_model({"expansion": 16, "implementation": "composed"})
+    lc = composed.get_layer("lc")
+    lc.combination.assign(np.asarray(lc.combination) * 2 + 0.01)
+    composed.save_weights(tmp_path / "c.weights.h5")
+    basis = _tiny_model({"expansion": 16, "implementation": "basis"})
+    basis.load_weights(tmp_path / "c.weights.h5")
+    assert rel_error(basis(x), composed(x)) <= 1e-5
+    basis.save_weights(tmp_path / "b.weights.h5")
+    back = _tiny_model({"expansion": 16, "implementation": "two_stage"})
+    back.load_weights(tmp_path / "b.weights.h5")
+    assert rel_error(back(x), composed(x)) <= 1e-5
+
+
+def test_basis_to_composed_is_equivalent_minimum_norm():
+    x = _x((2, 12, 12, 4))
+    basis = LCConv2D(6, 3, expansion=16, implementation="basis", use_bias=True, seed=8)
+    y = basis(x)
+    basis.basis_coefficients.assign(np.asarray(basis.basis_coefficients) * 1.3)
+    y = basis(x)
+    composed = basis.to_composed()
+    assert composed.resolved_implementation == "composed"
+    assert rel_error(composed(x), y) <= 1e-5
+    # minimum norm: C lies in the row space of the spatial matrix (C = V A)
+    _, v = basis._frozen_svd(4)
+    c = np.asarray(composed.combination, dtype=np.float64)
+    assert rel_error(v @ (v.T @ c), c) <= 1e-6
+    with pytest.raises(ValueError, match="converts a basis-form layer"):
+        composed.to_composed()
+
+
+def test_basis_load_refuses_other_seed(tmp_path):
+    a = LCConv2D(4, 3, expansion=8, implementation="basis", seed=1)
+    b = LCConv2D(4, 3, expansion=8, implementation="basis", seed=2)
+    for layer in (a, b):
+        layer.build((None, 8, 8, 3))
+    store = {}
+    a.save_own_variables(store)
+    assert set(store) == {"basis_coefficients", "seed"}
+    with pytest.raises(ValueError, match=r"seed=2 but the weights were saved from seed=1"):
+        b.load_own_variables(store)
