@@ -1,0 +1,194 @@
+"""Whole-model folding: LC blocks and BatchNormalization into plain convolutions.
+
+`fold(model)` returns a new functional model made only of stock Keras layers,
+computing the same function as `model` in inference mode:
+
+- every layer with a `fold()` method (`LCConv2D`, and any keras_lc layer with
+  the same contract) becomes one `keras.layers.Conv2D`;
+- a `BatchNormalization` whose input is the output of a convolution
+  (`Conv2D`, `DepthwiseConv2D` or a folded keras_lc layer) that nothing else
+  consumes is folded into that convolution's kernel and bias, with the
+  BatchNormalization's own epsilon and moving statistics;
+- every other layer is copied with its weights.
+"""
+
+import keras
+
+from keras_lc import fold_math
+
+_CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+
+class _Skip:
+    """Marks a BatchNormalization folded into its producer: its call is the identity."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _is_stock(layer):
+    return type(layer).__module__.startswith("keras.")
+
+
+def _is_foldable_producer(layer):
+    return hasattr(layer, "fold") or isinstance(layer, _CONV_TYPES)
+
+
+def _channels_last_bn(layer):
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return False
+    axis = layer.axis if isinstance(layer.axis, int) else None
+    return axis in (-1, 3)
+
+
+def _as_functional(model):
+    """A functional view (sharing layers) of a Sequential model."""
+    if isinstance(model, keras.Sequential):
+        inputs = keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)
+        outputs = inputs
+        for layer in model.layers:
+            outputs = layer(outputs)
+        return keras.Model(inputs, outputs, name=model.name)
+    return model
+
+
+def _batchnorm_pairs(model):
+    """{producer layer id: bn layer} for every BN that can fold into its producer."""
+    consumers = {}
+    calls = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is None or node.is_input:
+                continue
+            calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
+            for tensor in node.input_tensors:
+                consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
+    output_ids = {id(t) for t in model.outputs}
+    pairs = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            bn = node.operation
+            if not _channels_last_bn(bn) or calls[id(bn)] != 1 or len(node.input_tensors) != 1:
+                continue
+            tensor = node.input_tensors[0]
+            producer = tensor._keras_history.operation
+            if (
+                _is_foldable_producer(producer)
+                and calls.get(id(producer)) == 1
+                and consumers[id(tensor)] == 1
+                and id(tensor) not in output_ids
+                and id(producer) not in pairs
+            ):
+                pairs[id(producer)] = bn
+    return pairs
+
+
+def _conv_weights(layer):
+    """(kernel, bias or None) of a foldable producer, float64, plus its Conv2D config."""
+    if hasattr(layer, "fold"):
+        kernel, bias = layer.fold()
+        return fold_math.to_numpy64(kernel), None if bias is None else fold_math.to_numpy64(bias)
+    weights = [fold_math.to_numpy64(w) for w in layer.get_weights()]
+    return weights[0], weights[1] if len(weights) > 1 else None
+
+
+def _new_conv(layer, kernel, bias):
+    """A built stock conv layer like `layer` carrying `kernel` and `bias`."""
+    template = layer if isinstance(layer, _CONV_TYPES) else layer.to_conv2d()
+    config = template.get_config()
+    config["use_bias"] = bias is not None
+    new = type(template).from_config(config)
+    depthwise = isinstance(template, keras.layers.DepthwiseConv2D)
+    new.build((None, None, None, kernel.shape[2] * (1 if depthwise else getattr(template, "groups", 1))))
+    dtype = layer.variable_dtype
+    new.set_weights([kernel.astype(dtype)] + ([] if bias is None else [bias.astype(dtype)]))
+    return new
+
+
+def _fold_pair(layer, bn):
+    kernel, bias = _conv_weights(layer)
+    scale, shift = fold_math.batchnorm_layer_scale_shift(bn)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        k_h, k_w, channels, multiplier = kernel.shape
+        flat, bias = fold_math.fold_batchnorm(
+            kernel.reshape(k_h, k_w, 1, channels * multiplier), bias, scale, shift
+        )
+        kernel = flat.reshape(k_h, k_w, channels, multiplier)
+    else:
+        kernel, bias = fold_math.fold_batchnorm(kernel, bias, scale, shift)
+    return kernel, bias
+
+
+def fold(model, fold_batchnorm=True):
+    """A new model of stock Keras layers computing `model` in inference mode.
+
+    Args:
+        model: A functional or Sequential `keras.Model` (nested models are
+            folded recursively).
+        fold_batchnorm: Also fold each BatchNormalization that directly
+            follows a convolution (and is its only consumer) into it.
+
+    Returns:
+        A functional `keras.Model` whose layers are all stock Keras layers; it
+        can be saved as `.keras` and loaded with `safe_mode=True` where
+        keras_lc is not installed. Layer names are kept (folded
+        BatchNormalizations disappear).
+
+    Raises:
+        ValueError: if a layer cannot be folded exactly (e.g. an `LCConv2D`
+            with a ReLU between its stages; the message names the layer) or a
+            non-stock layer without a `fold()` method remains.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_lc import LCConv2D
+    >>> inputs = keras.Input((16, 16, 3))
+    >>> x = LCConv2D(8, 3, expansion=4, seed=0)(inputs)
+    >>> x = keras.layers.BatchNormalization()(x)
+    >>> model = keras.Model(inputs, keras.layers.ReLU()(x))
+    >>> folded = fold(model)
+    >>> [type(l).__name__ for l in folded.layers]
+    ['InputLayer', 'Conv2D', 'ReLU']
+    >>> x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    >>> bool(np.allclose(folded(x), model(x), rtol=1e-4, atol=1e-5))
+    True
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
+    functional = _as_functional(model)
+    pairs = _batchnorm_pairs(functional) if fold_batchnorm else {}
+    folded_bns = {id(bn) for bn in pairs.values()}
+    sources = {}
+
+    def clone_function(layer):
+        if id(layer) in folded_bns:
+            return _Skip(layer.name)
+        if isinstance(layer, keras.Model):
+            return fold(layer, fold_batchnorm=fold_batchnorm)
+        if id(layer) in pairs:
+            return _new_conv(layer, *_fold_pair(layer, pairs[id(layer)]))
+        if hasattr(layer, "fold"):
+            return _new_conv(layer, *_conv_weights(layer))
+        if not _is_stock(layer):
+            raise ValueError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) is not a stock Keras layer "
+                "and has no fold() method, so the folded model would not load without "
+                "its code."
+            )
+        new = type(layer).from_config(layer.get_config())
+        sources[id(new)] = layer
+        return new
+
+    def call_function(layer, *args, **kwargs):
+        if isinstance(layer, _Skip):
+            return args[0]
+        outputs = layer(*args, **kwargs)
+        source = sources.pop(id(layer), None)
+        if source is not None and source.weights:
+            layer.set_weights(source.get_weights())
+        return outputs
+
+    return keras.models.clone_model(
+        functional, clone_function=clone_function, call_function=call_function
+    )

@@ -1,0 +1,141 @@
+"""Whole-model folding against the original model's outputs."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_lc import LCConv2D
+from keras_lc.fold import fold
+from tests.reference import rel_error
+
+
+def _randomize_batchnorm(model, seed=0):
+    """Moving statistics and affine parameters far from the identity."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.3, n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.3, 2.0, n).astype("float32"))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            if layer.center:
+                layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
+    return model
+
+
+def _mixed_model():
+    """LC, plain, depthwise convs with BN; a residual add; a BN on a shared tensor."""
+    inputs = keras.Input((32, 32, 3))
+    x = LCConv2D(16, 3, expansion=8, seed=1, name="lc1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU()(x)
+    y = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv2")(x)
+    y = keras.layers.BatchNormalization(epsilon=1e-3, name="bn2")(y)
+    x = keras.layers.Add()([x, y])
+    z = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw3")(x)
+    z = keras.layers.BatchNormalization(name="bn3")(z)
+    shared = LCConv2D(8, 3, strides=2, expansion=4, intermediate="bn", seed=2, name="lc4")(z)
+    a = keras.layers.BatchNormalization(name="bn4a")(shared)  # shared has 2 consumers:
+    b = keras.layers.ReLU()(shared)  # bn4a must not fold
+    x = keras.layers.Concatenate()([a, b])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10, name="head")(x)
+    return _randomize_batchnorm(keras.Model(inputs, outputs))
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    model = _mixed_model()
+    return model, fold(model)
+
+
+def test_fold_matches_on_random_and_real_images(mixed, cifar_test_images):
+    model, folded = mixed
+    x_real, _ = cifar_test_images
+    x_random = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    for x in (x_random, x_real):
+        assert rel_error(folded.predict(x, verbose=0), model.predict(x, verbose=0)) <= 1e-5
+
+
+def test_folded_model_is_stock_and_batchnorms_are_gone(mixed):
+    _, folded = mixed
+    kinds = {layer.name: type(layer).__name__ for layer in folded.layers}
+    assert all(type(layer).__module__.startswith("keras.") for layer in folded.layers)
+    assert kinds["lc1"] == kinds["conv2"] == kinds["lc4"] == "Conv2D"
+    assert kinds["dw3"] == "DepthwiseConv2D"
+    assert not {"bn1", "bn2", "bn3"} & set(kinds)
+    assert kinds["bn4a"] == "BatchNormalization"  # its input has two consumers
+
+
+def test_folded_keras_file_loads_without_keras_lc(mixed, tmp_path, cifar_test_images):
+    model, folded = mixed
+    x, _ = cifar_test_images
+    path = tmp_path / "folded.keras"
+    folded.save(path)
+    np.save(tmp_path / "x.npy", x[:16])
+    script = (
+        "import sys; sys.modules['keras_lc'] = None\n"  # any import of keras_lc fails
+        "import keras, numpy as np\n"
+        f"m = keras.saving.load_model(r'{path}', safe_mode=True)\n"
+        f"np.save(r'{tmp_path / 'y.npy'}', m.predict(np.load(r'{tmp_path / 'x.npy'}'), verbose=0))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    assert rel_error(np.load(tmp_path / "y.npy"), model.predict(x[:16], verbose=0)) <= 1e-5
+
+
+def test_fold_sequential_and_nested():
+    inner = keras.Sequential(
+        [keras.Input((16, 16, 3)), LCConv2D(8, 3, expansion=2, seed=3), keras.layers.BatchNormalization()]
+    )
+    inputs = keras.Input((16, 16, 3))
+    x = inner(inputs)
+    x = keras.layers.Conv2D(4, 1)(x)
+    outer = _randomize_batchnorm(keras.Model(inputs, x))
+    folded = fold(outer)
+    x = np.random.default_rng(1).normal(size=(4, 16, 16, 3)).astype("float32")
+    assert rel_error(folded(x), outer(x)) <= 1e-5
+    inner_folded = folded.layers[1]
+    assert [type(l).__name__ for l in inner_folded.layers] == ["InputLayer", "Conv2D"]
+    assert rel_error(fold(inner)(x), inner(x)) <= 1e-5
+
+
+def test_fold_batchnorm_false_keeps_batchnorm(mixed):
+    model, _ = mixed
+    kept = fold(model, fold_batchnorm=False)
+    assert sum(isinstance(l, keras.layers.BatchNormalization) for l in kept.layers) == 4
+    x = np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32")
+    assert rel_error(kept(x), model(x)) <= 1e-5
+
+
+def test_fold_refuses_relu_between_stages():
+    inputs = keras.Input((8, 8, 3))
+    outputs = LCConv2D(4, 3, intermediate="relu", seed=0, name="nonlinear_lc")(inputs)
+    with pytest.raises(ValueError, match="'nonlinear_lc'.*not linear"):
+        fold(keras.Model(inputs, outputs))
+
+
+def test_fold_refuses_unfoldable_custom_layer():
+    class Custom(keras.layers.Layer):
+        def call(self, x):
+            return x * 2
+
+    inputs = keras.Input((8, 8, 3))
+    with pytest.raises(ValueError, match=r"'mystery' \(Custom\) is not a stock Keras layer"):
+        fold(keras.Model(inputs, Custom(name="mystery")(inputs)))
+    with pytest.raises(ValueError, match="must be a keras.Model"):
+        fold(LCConv2D(4, 3))
+
+
+def test_fold_keras_applications_mobilenet_v2():
+    model = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10, classifier_activation=None
+    )
+    _randomize_batchnorm(model)
+    folded = fold(model)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
+    x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
+    assert rel_error(folded(x), model(x)) <= 1e-5
