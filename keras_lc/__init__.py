@@ -5,9 +5,11 @@ Convolutions" (arXiv 2301.11360).
 """
 
 from keras_lc import initializers, layers
+from keras_lc import analysis
+from keras_lc.fold import fold
 from keras_lc.initializers import TorchUniform
 from keras_lc.layers import LCConv2D
 
 __version__ = "0.1.0"
 
-__all__ = ["LCConv2D", "TorchUniform", "initializers", "layers", "__version__"]
+__all__ = ["LCConv2D", "analysis", "fold", "TorchUniform", "initializers", "layers", "__version__"]
