@@ -439,12 +439,24 @@ class LCConv2D(keras.layers.Layer):
         return layer
 
     # ---------------------------------------------------------- save / load
+    def _seed_kernel(self):
+        """The frozen spatial kernel the seed defines, in the variable dtype."""
+        return torch_uniform(self.spatial_kernel.shape, self.seed).astype(self.variable_dtype)
+
     def save_own_variables(self, store):
-        """Named entries; the basis form stores A and the seed, never P."""
+        """Named entries, compact where the seed defines a tensor.
+
+        The basis form stores A and the seed, never P. The other forms store a
+        frozen spatial kernel only when it differs from its seed's kernel
+        (someone assigned it); otherwise the seed alone stands for it and
+        loading regenerates it bit-exactly.
+        """
         if self._resolved_implementation == "basis":
             store["basis_coefficients"] = self.basis_coefficients
         else:
-            store["spatial_kernel"] = self.spatial_kernel
+            kernel = np.asarray(keras.ops.convert_to_numpy(self.spatial_kernel))
+            if self.spatial_trainable or not np.array_equal(kernel, self._seed_kernel()):
+                store["spatial_kernel"] = kernel
             store["combination"] = self.combination
         store["seed"] = np.asarray(self.seed, dtype=np.int64)
         if self.use_bias:
@@ -454,8 +466,8 @@ class LCConv2D(keras.layers.Layer):
         """Loads what `save_own_variables` wrote, converting between forms.
 
         A basis-form layer loads a composed/two_stage file as A = V^T C; a
-        composed/two_stage layer loads a basis-form file as C = V A with the
-        seed's spatial kernel.
+        composed/two_stage layer loads a basis-form file as C = V A. A spatial
+        kernel missing from the file is regenerated from the seed.
         """
         keys = set(store.keys())
         if "seed" not in keys:
@@ -465,31 +477,40 @@ class LCConv2D(keras.layers.Layer):
             )
         saved_seed = int(np.asarray(store["seed"]))
         is_basis = self._resolved_implementation == "basis"
+        needs_seed = is_basis or "spatial_kernel" not in keys
+        if needs_seed and saved_seed != self.seed:
+            raise ValueError(
+                f"Layer '{self.name}' has seed={self.seed} but the weights were saved "
+                f"from seed={saved_seed}; the frozen kernel is defined by the seed, so "
+                f"build the model with seed={saved_seed} to load them."
+            )
         channels = self._channels()
-        if "basis_coefficients" in keys or is_basis:
-            if saved_seed != self.seed:
-                raise ValueError(
-                    f"Layer '{self.name}' has seed={self.seed} but the weights were saved "
-                    f"from seed={saved_seed}; the frozen kernel is defined by the seed, so "
-                    f"build the model with seed={saved_seed} to load them."
-                )
         if is_basis:
             if "basis_coefficients" in keys:
                 coefficients = np.asarray(store["basis_coefficients"])
             else:
+                if "spatial_kernel" in keys and not np.array_equal(
+                    np.asarray(store["spatial_kernel"]),
+                    torch_uniform(np.shape(store["spatial_kernel"]), self.seed).astype(self.variable_dtype),
+                ):
+                    raise ValueError(
+                        f"Layer '{self.name}' (basis form) cannot load a spatial kernel that "
+                        "differs from its seed's frozen kernel; load it into a 'composed' layer."
+                    )
                 _, v = self._frozen_svd(channels)
                 coefficients = v.T @ np.asarray(store["combination"], dtype=np.float64)
             self.basis_coefficients.assign(coefficients.astype(self.variable_dtype))
-        elif "basis_coefficients" in keys:
-            _, v = self._frozen_svd(channels)
-            combination = v @ np.asarray(store["basis_coefficients"], dtype=np.float64)
-            self.spatial_kernel.assign(
-                torch_uniform(self.spatial_kernel.shape, self.seed).astype(self.variable_dtype)
-            )
-            self.combination.assign(combination.astype(self.variable_dtype))
         else:
-            self.spatial_kernel.assign(store["spatial_kernel"])
-            self.combination.assign(store["combination"])
+            if "spatial_kernel" in keys:
+                self.spatial_kernel.assign(store["spatial_kernel"])
+            else:
+                self.spatial_kernel.assign(self._seed_kernel())
+            if "basis_coefficients" in keys:
+                _, v = self._frozen_svd(channels)
+                combination = v @ np.asarray(store["basis_coefficients"], dtype=np.float64)
+            else:
+                combination = np.asarray(store["combination"])
+            self.combination.assign(combination.astype(self.variable_dtype))
         if self.use_bias:
             self.bias.assign(store["bias"])
 

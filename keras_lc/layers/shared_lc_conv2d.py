@@ -1,0 +1,148 @@
+"""`SharedLCConv2D`: an LC-block whose frozen spatial filters are a slice of a shared bank."""
+
+import functools
+
+import keras
+import numpy as np
+
+from keras_lc.initializers import STREAM_SPATIAL, _check_seed, torch_uniform
+from keras_lc.layers.lc_conv2d import LCConv2D, _positive_int
+
+
+@functools.lru_cache(maxsize=4)
+def spatial_bank(seed, shape):
+    """The shared bank: U[-1, 1] of Keras shape `(kh, kw, channels, filters)`, float64.
+
+    Drawn like `torch_uniform` (PyTorch weight layout, so a layer's slice of
+    the first `m` filters does not depend on how many the bank holds).
+    Cached and read-only: every layer of one model reads the same array.
+    """
+    bank = torch_uniform(shape, seed, STREAM_SPATIAL, fan_in=1)
+    bank.setflags(write=False)
+    return bank
+
+
+@keras.saving.register_keras_serializable(package="keras_lc")
+class SharedLCConv2D(LCConv2D):
+    """An `LCConv2D` whose frozen spatial kernel is a slice of a shared random bank.
+
+    All layers built with the same `bank_seed`, `bank_channels` and
+    `bank_filters` read their spatial kernels from one random tensor
+    B ~ U[-1, 1] of shape `(kh, kw, bank_channels, bank_filters)` (the weight
+    sharing of the paper's first version): a layer with c_in input channels
+    and m = filters * expansion spatial filters uses
+    B[:, :, :c_in, :m] / sqrt(c_in * kh * kw), which keeps PyTorch's default
+    distribution U[-a, a], a = 1/sqrt(c_in * kh * kw). The spatial kernel is
+    always frozen and is regenerated from `bank_seed`, never saved: a weights
+    file holds only the combination weights (and bias). The combination
+    weights are initialized from `seed` as in `LCConv2D`; `fold()` and
+    `to_conv2d()` work as there.
+
+    Args:
+        filters, kernel_size, strides, padding, dilation_rate, expansion,
+        use_bias, intermediate, seed: As in `LCConv2D`.
+        bank_seed: Non-negative int defining the shared bank.
+        bank_channels: Input channels the bank holds (>= every layer's c_in).
+        bank_filters: Spatial filters the bank holds (>= every layer's
+            `filters * expansion`).
+        implementation: `"auto"`, `"two_stage"` or `"composed"`.
+        **kwargs: Base `keras.layers.Layer` arguments.
+
+    Example:
+
+    >>> import numpy as np
+    >>> a = SharedLCConv2D(4, 3, expansion=2, bank_seed=0, bank_channels=8, bank_filters=16, seed=1)
+    >>> b = SharedLCConv2D(8, 3, expansion=2, bank_seed=0, bank_channels=8, bank_filters=16, seed=2)
+    >>> x = np.ones((1, 6, 6, 4), "float32")
+    >>> tuple(b(a(x)).shape)
+    (1, 6, 6, 8)
+    >>> ka = np.asarray(a.spatial_kernel) * np.sqrt(4 * 9)
+    >>> kb = np.asarray(b.spatial_kernel)[:, :, :4, :8] * np.sqrt(4 * 9)
+    >>> bool(np.allclose(ka, kb))
+    True
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        bank_seed,
+        bank_channels,
+        bank_filters,
+        implementation="auto",
+        spatial_trainable=False,
+        **kwargs,
+    ):
+        if spatial_trainable is not False:
+            raise ValueError(
+                "SharedLCConv2D's spatial kernels are a frozen shared bank. "
+                f"Received: spatial_trainable={spatial_trainable!r}"
+            )
+        if implementation == "basis":
+            raise ValueError(
+                "SharedLCConv2D supports implementation 'auto', 'two_stage' or "
+                f"'composed'. Received: implementation={implementation!r}"
+            )
+        super().__init__(filters, kernel_size, implementation=implementation, **kwargs)
+        self.bank_seed = _check_seed(bank_seed)
+        self.bank_channels = _positive_int(bank_channels, "bank_channels")
+        self.bank_filters = _positive_int(bank_filters, "bank_filters")
+
+    @property
+    def bank_shape(self):
+        return (*self.kernel_size, self.bank_channels, self.bank_filters)
+
+    def bank_slice(self, channels):
+        """This layer's spatial kernel (float64), scaled to PyTorch's bounds."""
+        k_h, k_w = self.kernel_size
+        bank = spatial_bank(self.bank_seed, self.bank_shape)
+        return bank[:, :, :channels, : self.spatial_filters] / np.sqrt(channels * k_h * k_w)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and (
+            channels > self.bank_channels or self.spatial_filters > self.bank_filters
+        ):
+            raise ValueError(
+                f"Layer '{self.name}' needs a (c_in={channels}, m={self.spatial_filters}) "
+                f"slice of a bank of {self.bank_channels} channels and {self.bank_filters} "
+                f"filters. Received: input_shape={input_shape}; build the bank larger."
+            )
+        super().build(input_shape)
+        self.spatial_kernel.assign(self.bank_slice(int(channels)).astype(self.variable_dtype))
+
+    def save_own_variables(self, store):
+        """The combination weights, bias and seeds; never the spatial kernel."""
+        store["combination"] = self.combination
+        store["seed"] = np.asarray(self.seed, dtype=np.int64)
+        store["bank_seed"] = np.asarray(self.bank_seed, dtype=np.int64)
+        if self.use_bias:
+            store["bias"] = self.bias
+
+    def load_own_variables(self, store):
+        keys = set(store.keys())
+        if not {"combination", "bank_seed"} <= keys:
+            raise ValueError(
+                f"Layer '{self.name}': the weights file holds {sorted(keys)}, not a "
+                "SharedLCConv2D's entries (combination, seed, bank_seed)."
+            )
+        saved = int(np.asarray(store["bank_seed"]))
+        if saved != self.bank_seed:
+            raise ValueError(
+                f"Layer '{self.name}' has bank_seed={self.bank_seed} but the weights "
+                f"were saved with bank_seed={saved}; build it with bank_seed={saved}."
+            )
+        self.combination.assign(store["combination"])
+        if self.use_bias:
+            self.bias.assign(store["bias"])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "bank_seed": self.bank_seed,
+                "bank_channels": self.bank_channels,
+                "bank_filters": self.bank_filters,
+            }
+        )
+        return config
