@@ -1,0 +1,187 @@
+"""Published weights: a typed registry, verified downloads and the cache.
+
+Each published model has a JSON manifest (written by `keras-lc export` into
+`zoo/NAME/manifest.json`) that reads into a `PretrainedWeights`. Weight files
+that ship with the package (`keras_lc/published/NAME/`, or `zoo/NAME/` in a
+source checkout) are used without any network access; others are fetched
+with `keras.utils.get_file` and verified by sha256.
+
+Configuration, read at call time:
+- `KERAS_LC_CACHE`: the cache directory (weights go to `$KERAS_LC_CACHE/weights`);
+  `cache_dir=` overrides it per call.
+- `KERAS_LC_WEIGHTS_URL`: the base URL of a mirror; `base_url=` overrides it per call.
+"""
+
+import dataclasses
+import json
+import os
+import uuid
+from pathlib import Path
+
+import keras
+
+from keras_lc.data import cache_dir as _cache_root
+from keras_lc.data import sha256_of
+
+_SOURCE_ZOO = Path(__file__).resolve().parents[1] / "zoo"
+_PACKAGED_ZOO = Path(__file__).resolve().parent / "published"
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedWeights:
+    """One published weights file and what was measured with it.
+
+    Attributes:
+        name: Registry key, e.g. `"resnet_lc20_16x128_frozen_cifar10"`.
+        model: The zoo builder (`keras_lc.zoo.get_model` name).
+        model_kwargs: Builder arguments that define the architecture.
+        weights: The `weights=` value that selects this entry, e.g. `"cifar10"`.
+        dataset: Training dataset.
+        classes: Number of classes of the classifier.
+        file_name: The weights file's name.
+        sha256: Hex sha256 of the weights file.
+        top1: Test top-1 accuracy (fraction) of the training form.
+        top1_folded: Test top-1 accuracy (fraction) of the folded model.
+        epochs: Epochs actually trained.
+        recipe: One-line description of the training recipe.
+        command: The exact command that trained it.
+        trainable_params: Trainable parameters.
+        total_params: All parameters (frozen included).
+        url: Download URL; `None` means `<base_url>/<file_name>` with the base
+            URL from `base_url=` or `$KERAS_LC_WEIGHTS_URL`.
+    """
+
+    name: str
+    model: str
+    model_kwargs: dict
+    weights: str
+    dataset: str
+    classes: int
+    file_name: str
+    sha256: str
+    top1: float
+    top1_folded: float
+    epochs: int
+    recipe: str
+    command: str
+    trainable_params: int
+    total_params: int
+    url: str = None
+
+    @classmethod
+    def from_json(cls, path):
+        """Reads a manifest; unknown or missing fields raise a clear error."""
+        with open(path) as f:
+            data = json.load(f)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        unknown, missing = set(data) - fields, required - set(data)
+        if unknown or missing:
+            raise ValueError(
+                f"Manifest '{path}' does not describe published weights: missing fields "
+                f"{sorted(missing)}, unknown fields {sorted(unknown)}."
+            )
+        return cls(**data)
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def download_url(self, base_url=None):
+        if self.url:
+            return self.url
+        base = base_url or os.environ.get("KERAS_LC_WEIGHTS_URL")
+        if not base:
+            raise ValueError(
+                f"The weights '{self.name}' are not shipped with this installation and no "
+                "download location is set: set KERAS_LC_WEIGHTS_URL (or pass base_url=) to a "
+                f"mirror holding '{self.file_name}', or pass weights=<path of a local file>."
+            )
+        return f"{base.rstrip('/')}/{self.file_name}"
+
+
+def _manifest_dirs():
+    return [d for d in (_PACKAGED_ZOO, _SOURCE_ZOO) if d.is_dir()]
+
+
+def published_weights():
+    """{name: PretrainedWeights} of every manifest shipped with the package."""
+    registry = {}
+    for root in _manifest_dirs():
+        for manifest in sorted(root.glob("*/manifest.json")):
+            entry = PretrainedWeights.from_json(manifest)
+            registry.setdefault(entry.name, entry)
+    return registry
+
+
+def find_weights(model, weights):
+    """The entry for a builder name and a `weights=` value like "cifar10", or None."""
+    for entry in published_weights().values():
+        if entry.model == model and entry.weights == weights:
+            return entry
+    return None
+
+
+def available_weights(model):
+    """The `weights=` values published for a builder name."""
+    return sorted({e.weights for e in published_weights().values() if e.model == model})
+
+
+def _packaged_file(entry):
+    for root in _manifest_dirs():
+        candidate = root / entry.name / entry.file_name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def fetch(entry, cache_dir=None, base_url=None):
+    """Local path of `entry`'s file, verified by sha256.
+
+    A file shipped with the package is used as is. Otherwise the cached copy is
+    used if its sha256 matches; a corrupted or truncated copy is fetched again.
+    Downloads go through `keras.utils.get_file` to a unique temporary name and
+    are renamed into place only after the sha256 check, so a failed or partial
+    download never sits in the cache under the final name.
+    """
+    packaged = _packaged_file(entry)
+    if packaged is not None:
+        actual = sha256_of(packaged)
+        if actual != entry.sha256:
+            raise ValueError(
+                f"The weights file '{packaged}' shipped for '{entry.name}' has sha256 {actual}, "
+                f"but its manifest expects {entry.sha256}; reinstall keras-lc."
+            )
+        return packaged
+    folder = _cache_root(cache_dir) / "weights"
+    target = folder / entry.file_name
+    if target.is_file():
+        if sha256_of(target) == entry.sha256:
+            return target
+        target.unlink()  # corrupted or truncated: fetch again
+    folder.mkdir(parents=True, exist_ok=True)
+    url = entry.download_url(base_url)
+    part = folder / f"{entry.file_name}.{uuid.uuid4().hex}.part"
+    try:
+        try:
+            keras.utils.get_file(part.name, origin=url, file_hash=entry.sha256,
+                                 hash_algorithm="sha256", cache_dir=str(folder.parent),
+                                 cache_subdir=folder.name)
+        except ValueError as error:  # get_file's sha256 check
+            actual = sha256_of(part) if part.exists() else "unknown"
+            raise ValueError(
+                f"The file downloaded for '{entry.name}' from {url} has sha256 {actual}, "
+                f"expected {entry.sha256}: the server or mirror holds a different or corrupted "
+                "file. Point KERAS_LC_WEIGHTS_URL (or base_url=) at a mirror holding the "
+                "published file."
+            ) from error
+        except Exception as error:  # get_file wraps network errors in a bare Exception
+            raise OSError(
+                f"Could not download the weights '{entry.name}' from {url}: {error}. Check the "
+                "network, point KERAS_LC_WEIGHTS_URL (or base_url=) at a mirror, or pass "
+                "weights=<path of a local weights file>."
+            ) from error
+        os.replace(part, target)
+    finally:
+        if part.exists():
+            part.unlink()
+    return target

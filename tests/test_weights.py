@@ -1,0 +1,111 @@
+"""Verified weight downloads through a real HTTP server on 127.0.0.1."""
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import threading
+
+import pytest
+
+from keras_lc import weights as weights_lib
+from keras_lc.weights import PretrainedWeights
+
+PAYLOAD = bytes(range(256)) * 64  # stands for a weights file
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    requests = []
+
+    def do_GET(self):
+        _Handler.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "mirror"
+    root.mkdir()
+    (root / "tiny.weights.h5").write_bytes(PAYLOAD)
+    handler = functools.partial(_Handler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    _Handler.requests = []
+    yield httpd, f"http://127.0.0.1:{httpd.server_address[1]}", root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _entry(**changes):
+    entry = PretrainedWeights(
+        name="tiny_cifar10", model="resnet_lc20", model_kwargs={"expansion": 1}, weights="cifar10",
+        dataset="cifar10", classes=10, file_name="tiny.weights.h5",
+        sha256=hashlib.sha256(PAYLOAD).hexdigest(), top1=0.5, top1_folded=0.5, epochs=1,
+        recipe="test", command="none", trainable_params=1, total_params=1,
+    )
+    return dataclasses.replace(entry, **changes)
+
+
+def _cache_files(cache):
+    folder = cache / "weights"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_download_cache_hit_and_corrupted_cache(server, tmp_path, monkeypatch):
+    _, url, _ = server
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KERAS_LC_CACHE", str(cache))  # read at call time
+    monkeypatch.setenv("KERAS_LC_WEIGHTS_URL", url)
+    path = weights_lib.fetch(_entry())
+    assert path == cache / "weights" / "tiny.weights.h5"
+    assert path.read_bytes() == PAYLOAD and len(_Handler.requests) == 1
+    assert weights_lib.fetch(_entry()) == path and len(_Handler.requests) == 1  # cache hit
+    path.write_bytes(PAYLOAD[:1000])  # truncated
+    assert weights_lib.fetch(_entry()).read_bytes() == PAYLOAD and len(_Handler.requests) == 2
+    assert _cache_files(cache) == ["tiny.weights.h5"]
+
+
+def test_per_call_cache_dir_and_base_url(server, tmp_path, monkeypatch):
+    _, url, _ = server
+    monkeypatch.delenv("KERAS_LC_WEIGHTS_URL", raising=False)
+    path = weights_lib.fetch(_entry(), cache_dir=tmp_path / "c2", base_url=url + "/")
+    assert path.read_bytes() == PAYLOAD and _Handler.requests == ["/tiny.weights.h5"]
+
+
+def test_wrong_hash_leaves_nothing_in_the_cache(server, tmp_path):
+    _, url, _ = server
+    expected = "0" * 64
+    with pytest.raises(ValueError, match=rf"has sha256 {hashlib.sha256(PAYLOAD).hexdigest()}, expected {expected}"):
+        weights_lib.fetch(_entry(sha256=expected), cache_dir=tmp_path / "c", base_url=url)
+    assert _cache_files(tmp_path / "c") == []
+
+
+def test_server_down_and_missing_file(server, tmp_path):
+    httpd, url, root = server
+    (root / "tiny.weights.h5").unlink()
+    with pytest.raises(OSError, match=r"Could not download the weights 'tiny_cifar10' from .*404"):
+        weights_lib.fetch(_entry(), cache_dir=tmp_path / "c", base_url=url)
+    httpd.shutdown()
+    httpd.server_close()
+    with pytest.raises(OSError, match=r"Could not download.*KERAS_LC_WEIGHTS_URL"):
+        weights_lib.fetch(_entry(), cache_dir=tmp_path / "c", base_url=url)
+    assert _cache_files(tmp_path / "c") == []
+
+
+def test_no_download_location(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_LC_WEIGHTS_URL", raising=False)
+    with pytest.raises(ValueError, match=r"not shipped with this installation.*KERAS_LC_WEIGHTS_URL"):
+        weights_lib.fetch(_entry(), cache_dir=tmp_path)
+
+
+def test_manifest_round_trip_and_errors(tmp_path):
+    entry = _entry()
+    (tmp_path / "manifest.json").write_text(entry.to_json())
+    assert PretrainedWeights.from_json(tmp_path / "manifest.json") == entry
+    (tmp_path / "bad.json").write_text('{"name": "x", "colour": "red"}')
+    with pytest.raises(ValueError, match=r"missing fields \['classes'.*unknown fields \['colour'\]"):
+        PretrainedWeights.from_json(tmp_path / "bad.json")
