@@ -9,7 +9,9 @@ from keras_lc import analysis
 from keras_lc.fold import fold
 from keras_lc.initializers import TorchUniform
 from keras_lc.layers import LCConv2D
+from keras_lc import zoo
+from keras_lc.surgery import freeze_spatial, lcify
 
 __version__ = "0.1.0"
 
-__all__ = ["LCConv2D", "analysis", "fold", "TorchUniform", "initializers", "layers", "__version__"]
+__all__ = ["LCConv2D", "freeze_spatial", "lcify", "zoo", "analysis", "fold", "TorchUniform", "initializers", "layers", "__version__"]

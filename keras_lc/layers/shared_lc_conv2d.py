@@ -33,8 +33,8 @@ class SharedLCConv2D(LCConv2D):
     and m = filters * expansion spatial filters uses
     B[:, :, :c_in, :m] / sqrt(c_in * kh * kw), which keeps PyTorch's default
     distribution U[-a, a], a = 1/sqrt(c_in * kh * kw). The spatial kernel is
-    always frozen and is regenerated from `bank_seed`, never saved: a weights
-    file holds only the combination weights (and bias). The combination
+    always frozen and, like `LCConv2D`'s seeded kernels, regenerated from
+    `bank_seed` on load rather than stored. The combination
     weights are initialized from `seed` as in `LCConv2D`; `fold()` and
     `to_conv2d()` work as there.
 
@@ -98,6 +98,10 @@ class SharedLCConv2D(LCConv2D):
         bank = spatial_bank(self.bank_seed, self.bank_shape)
         return bank[:, :, :channels, : self.spatial_filters] / np.sqrt(channels * k_h * k_w)
 
+    def _seed_kernel(self):
+        """The frozen spatial kernel the bank defines (`LCConv2D`'s save/load hook)."""
+        return self.bank_slice(self.spatial_kernel.shape[2]).astype(self.variable_dtype)
+
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels is not None and (
@@ -109,32 +113,21 @@ class SharedLCConv2D(LCConv2D):
                 f"filters. Received: input_shape={input_shape}; build the bank larger."
             )
         super().build(input_shape)
-        self.spatial_kernel.assign(self.bank_slice(int(channels)).astype(self.variable_dtype))
+        self.spatial_kernel.assign(self._seed_kernel())
 
     def save_own_variables(self, store):
-        """The combination weights, bias and seeds; never the spatial kernel."""
-        store["combination"] = self.combination
-        store["seed"] = np.asarray(self.seed, dtype=np.int64)
+        """`LCConv2D`'s entries (the bank slice is not stored) and the bank seed."""
+        super().save_own_variables(store)
         store["bank_seed"] = np.asarray(self.bank_seed, dtype=np.int64)
-        if self.use_bias:
-            store["bias"] = self.bias
 
     def load_own_variables(self, store):
-        keys = set(store.keys())
-        if not {"combination", "bank_seed"} <= keys:
-            raise ValueError(
-                f"Layer '{self.name}': the weights file holds {sorted(keys)}, not a "
-                "SharedLCConv2D's entries (combination, seed, bank_seed)."
-            )
-        saved = int(np.asarray(store["bank_seed"]))
+        saved = int(np.asarray(store["bank_seed"])) if "bank_seed" in store.keys() else None
         if saved != self.bank_seed:
             raise ValueError(
                 f"Layer '{self.name}' has bank_seed={self.bank_seed} but the weights "
-                f"were saved with bank_seed={saved}; build it with bank_seed={saved}."
+                f"were saved with bank_seed={saved}; build it with the saved bank_seed."
             )
-        self.combination.assign(store["combination"])
-        if self.use_bias:
-            self.bias.assign(store["bias"])
+        super().load_own_variables(store)
 
     def get_config(self):
         config = super().get_config()

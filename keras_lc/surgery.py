@@ -1,0 +1,288 @@
+"""Operations on any Keras model: freeze its spatial convolutions, or LC-ify them.
+
+`freeze_spatial` makes every k x k (k > 1) convolution a frozen random one, as
+the paper trains off-the-shelf architectures; `lcify` replaces every k x k
+`Conv2D` by an equivalent-shape `LCConv2D` (the paper's ResNet-LC construction
+applied to any model). Both work on functional and sequential models,
+including nested ones. They also own the two rules the zoo's builders share
+with them: how a layer's seed is derived from a model seed (`layer_seed`) and
+which initializer a frozen random kernel gets (`spatial_initializer`).
+"""
+
+import dataclasses
+import zlib
+
+import keras
+import numpy as np
+
+from keras_lc.initializers import STREAM_SPATIAL, TorchUniform, _check_seed
+from keras_lc.layers.lc_conv2d import IMPLEMENTATIONS, LCConv2D, _positive_int
+
+
+def layer_seed(seed, key):
+    """A layer's seed derived from a model `seed` and the layer's `key` (its name).
+
+    Deterministic across runs, machines and Python versions (CRC-32 of the
+    key and NumPy's `SeedSequence`), and independent of layer order, so
+    adding a layer elsewhere leaves every other layer's kernel unchanged.
+    """
+    seed = _check_seed(seed)
+    state = np.random.SeedSequence([seed, zlib.crc32(str(key).encode("utf-8"))])
+    return int(state.generate_state(1, np.uint32)[0] >> 1)
+
+
+def resolve_seed(seed):
+    """`seed` validated, or a fresh one from NumPy's global generator when `None`.
+
+    Drawing from the global generator makes `keras.utils.set_random_seed`
+    reproduce it, as for `LCConv2D(seed=None)`.
+    """
+    if seed is None:
+        return int(np.random.randint(0, 2**31 - 1))
+    return _check_seed(seed)
+
+
+def spatial_initializer(kernel_size, seed, depthwise=False):
+    """The frozen-random initializer of a k x k kernel: PyTorch's default bounds.
+
+    U[-a, a] with a = 1/sqrt(fan_in): fan_in = c_in/groups * kh * kw for a
+    `Conv2D` (inferred from the kernel shape) and kh * kw for a
+    `DepthwiseConv2D` (PyTorch's depthwise weight is `(C * mult, 1, kh, kw)`).
+    """
+    k_h, k_w = kernel_size
+    return TorchUniform(seed, STREAM_SPATIAL, fan_in=k_h * k_w if depthwise else None)
+
+
+def is_spatial_conv(layer):
+    """True for a `keras.layers.Conv2D` whose kernel is larger than 1 x 1."""
+    return isinstance(layer, keras.layers.Conv2D) and max(layer.kernel_size) > 1
+
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"`model` must be a functional or sequential `keras.Model`. Received: "
+            f"model={model!r} of type {type(model).__name__}"
+        )
+    if not model.built:
+        raise ValueError(
+            f"Model '{model.name}' is not built: give it an `Input` or call "
+            "`model.build(input_shape)` first."
+        )
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
+def _walk(model, prefix=""):
+    """(key, layer) for every layer, entering nested models; keys are 'outer/inner'."""
+    for layer in model.layers:
+        key = prefix + layer.name
+        if isinstance(layer, keras.Model):
+            yield from _walk(layer, key + "/")
+        else:
+            yield key, layer
+
+
+def count_trainable_params(model):
+    """Number of trainable scalars of `model` (each variable counted once)."""
+    unique = {id(v): v for v in model.trainable_weights}
+    return int(sum(int(np.prod(v.shape)) for v in unique.values()))
+
+
+@dataclasses.dataclass(frozen=True)
+class FreezeSummary:
+    """What `freeze_spatial` did.
+
+    Attributes:
+        frozen_layers: Keys ('outer/inner' for nested models) of the layers
+            whose spatial kernels are now frozen.
+        trainable_params_before: Trainable parameters before freezing.
+        trainable_params_after: Trainable parameters after freezing.
+    """
+
+    frozen_layers: tuple
+    trainable_params_before: int
+    trainable_params_after: int
+
+    @property
+    def frozen_params(self):
+        return self.trainable_params_before - self.trainable_params_after
+
+    def __str__(self):
+        return (
+            f"froze {len(self.frozen_layers)} layers: trainable parameters "
+            f"{self.trainable_params_before:,} -> {self.trainable_params_after:,}"
+        )
+
+
+def freeze_spatial(model, reinitialize=True, seed=None):
+    """Freezes every spatial (k > 1) convolution of `model` at a random kernel.
+
+    Every `Conv2D` with a kernel larger than 1x1 and every `DepthwiseConv2D`
+    becomes non-trainable (its bias too); with `reinitialize=True` its kernel
+    is re-drawn from PyTorch's default uniform distribution with a per-layer
+    seed derived from `seed` and the layer's name (`layer_seed`), so the frozen
+    kernels are reproducible. Layers of nested functional/sequential models
+    are included (their keys are 'outer/inner'). An `LCConv2D` with a learnable spatial kernel
+    gets `spatial_trainable=False`, and with `reinitialize=True` its own
+    seed's kernel back. 1x1 convolutions, normalization and dense layers stay
+    trainable. The model is changed in place: compile it (again) afterwards.
+    `SeparableConv2D`, `Conv1D` and `Conv3D` are left unchanged.
+
+    Args:
+        model: A built functional or sequential `keras.Model`.
+        reinitialize: Re-draw the frozen kernels (`False` freezes the current
+            values, e.g. of a trained model).
+        seed: Non-negative int for the re-drawn kernels; `None` draws one from
+            NumPy's global generator.
+
+    Returns:
+        `(model, FreezeSummary)`.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3),
+    ...                           keras.layers.Conv2D(8, 1)])
+    >>> model, summary = freeze_spatial(model, seed=0)
+    >>> (summary.trainable_params_before, summary.trainable_params_after)
+    (296, 72)
+    """
+    _check_model(model)
+    reinitialize = _check_bool(reinitialize, "reinitialize")
+    seed = resolve_seed(seed)
+    before = count_trainable_params(model)
+    frozen = []
+    for key, layer in _walk(model):
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+        if depthwise or is_spatial_conv(layer):
+            if reinitialize:
+                init = spatial_initializer(layer.kernel_size, layer_seed(seed, key), depthwise)
+                layer.kernel.assign(init(layer.kernel.shape, layer.kernel.dtype))
+            layer.trainable = False
+            frozen.append(key)
+        elif isinstance(layer, LCConv2D) and layer.spatial_trainable:
+            if reinitialize:
+                layer.spatial_kernel.assign(layer._seed_kernel())
+            layer.spatial_trainable = False
+            layer.spatial_kernel.trainable = False
+            frozen.append(key)
+    return model, FreezeSummary(tuple(frozen), before, count_trainable_params(model))
+
+
+def lcify(model, expansion=1, spatial_trainable=False, implementation="auto", seed=None):
+    """A copy of `model` in which every k x k `Conv2D` (k > 1) is an `LCConv2D`.
+
+    Each replacement has the replaced layer's name, filters, kernel size,
+    strides, padding, dilation and bias flag, so every output shape is
+    unchanged; its spatial kernel is frozen random (unless
+    `spatial_trainable`) with a seed derived from `seed` and the layer's name.
+    A fused activation (`Conv2D(..., activation="relu")`) becomes an
+    `Activation` layer named `<name>_activation` right after it. Every other
+    layer, BatchNormalization included, is cloned with its weights. The
+    replaced convolutions' kernel regularizers/constraints are not carried
+    over. 1x1, grouped and depthwise convolutions are kept.
+
+    Args:
+        model: A built functional or sequential `keras.Model`.
+        expansion: E, spatial filters per output channel of each LC-block.
+        spatial_trainable: Learnable LC (`True`) or frozen random (`False`).
+        implementation: Passed to `LCConv2D`.
+        seed: Non-negative int; `None` draws one from NumPy's global generator.
+
+    Returns:
+        A new `keras.Model` (the input model is not changed).
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((32, 32, 3)),
+    ...                           keras.layers.Conv2D(8, 3, activation="relu")])
+    >>> lc = lcify(model, expansion=4, seed=0)
+    >>> [type(layer).__name__ for layer in lc.layers]
+    ['LCConv2D', 'Activation']
+    """
+    _check_model(model)
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"`implementation` must be one of {IMPLEMENTATIONS}. "
+            f"Received: implementation={implementation!r}"
+        )
+    settings = {
+        "expansion": _positive_int(expansion, "expansion"),
+        "spatial_trainable": _check_bool(spatial_trainable, "spatial_trainable"),
+        "implementation": implementation,
+    }
+    return _lcify(model, settings, resolve_seed(seed), prefix="")
+
+
+def _lc_replacement(conv, settings, seed):
+    config = conv.get_config()
+    if config["groups"] != 1 or config["data_format"] == "channels_first":
+        return None
+    return LCConv2D(
+        conv.filters,
+        conv.kernel_size,
+        strides=conv.strides,
+        padding=conv.padding,
+        dilation_rate=conv.dilation_rate,
+        use_bias=conv.use_bias,
+        seed=seed,
+        name=conv.name,
+        dtype=conv.dtype_policy,
+        **settings,
+    )
+
+
+def _lcify(model, settings, seed, prefix):
+    copied = []  # (old, new) layers whose weights carry over
+    activations = {}  # id(new LCConv2D) -> Activation layer for the replaced conv's activation
+
+    def clone(layer):
+        key = prefix + layer.name
+        if isinstance(layer, keras.Model):
+            return _lcify(layer, settings, seed, key + "/")
+        if is_spatial_conv(layer):
+            replacement = _lc_replacement(layer, settings, layer_seed(seed, key))
+            if replacement is not None:
+                activation = layer.get_config()["activation"]
+                if activation != "linear":
+                    activations[id(replacement)] = keras.layers.Activation(
+                        activation, name=f"{layer.name}_activation"
+                    )
+                return replacement
+        new = layer.__class__.from_config(layer.get_config())
+        copied.append((layer, new))
+        return new
+
+    inputs = [  # same names, shapes and dtypes as the model's inputs
+        keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history.operation.name)
+        for t in model.inputs
+    ]
+    if isinstance(model, keras.Sequential):
+        layers = inputs[:1]
+        for layer in model.layers:
+            layers.append(clone(layer))
+            if id(layers[-1]) in activations:
+                layers.append(activations[id(layers[-1])])
+        new_model = keras.Sequential(layers, name=model.name)
+    else:
+
+        def call(layer, *args, **kwargs):
+            outputs = layer(*args, **kwargs)
+            activation = activations.get(id(layer))
+            return outputs if activation is None else activation(outputs)
+
+        new_model = keras.models.clone_model(
+            model,
+            input_tensors=keras.tree.pack_sequence_as(model.input, inputs),
+            clone_function=clone,
+            call_function=call,
+        )
+    for old, new in copied:
+        new.set_weights(old.get_weights())
+    return new_model
