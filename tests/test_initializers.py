@@ -1,0 +1,79 @@
+"""The seeded PyTorch-default initializer: bounds, distribution, determinism across backends."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_lc.initializers import TorchUniform, fan_in_of, torch_uniform
+
+KERNEL_SCRIPT = (
+    "import hashlib, keras, numpy as np\n"
+    "from keras_lc import LCConv2D\n"
+    "layer = LCConv2D(32, 3, expansion=4, seed=1234)\n"
+    "layer.build((None, 16, 16, 8))\n"
+    "print(keras.backend.backend(), hashlib.sha256(np.asarray(layer.spatial_kernel).tobytes()).hexdigest(),"
+    " hashlib.sha256(np.asarray(layer.combination).tobytes()).hexdigest())\n"
+)
+
+
+def test_pytorch_default_bound_and_distribution():
+    shape = (3, 3, 16, 4096)
+    values = torch_uniform(shape, seed=0)
+    bound = 1 / np.sqrt(3 * 3 * 16)
+    assert values.shape == shape and values.dtype == np.float64
+    assert np.abs(values).max() <= bound
+    assert np.abs(values).max() > 0.999 * bound  # U[-a, a] reaches its bound
+    # U[-a, a]: mean 0, variance a^2/3; 590k draws give standard errors ~1e-3 relative
+    assert abs(values.mean()) < 3 * bound / np.sqrt(3 * values.size)
+    assert values.var() == pytest.approx(bound**2 / 3, rel=0.01)
+    assert fan_in_of(shape) == 144 and fan_in_of((64, 10)) == 64
+
+
+def test_seed_stream_and_layout():
+    a = torch_uniform((3, 3, 4, 8), seed=7)
+    np.testing.assert_array_equal(a, torch_uniform((3, 3, 4, 8), seed=7))
+    assert not np.allclose(a, torch_uniform((3, 3, 4, 8), seed=8))
+    assert not np.allclose(a, torch_uniform((3, 3, 4, 8), seed=7, stream=1))
+    # drawn in PyTorch's (c_out, c_in, kh, kw) order: the first filters are a prefix
+    np.testing.assert_array_equal(torch_uniform((3, 3, 4, 16), seed=7)[..., :8] * np.sqrt(4 * 9), a * np.sqrt(4 * 9))
+    bias = torch_uniform((8,), seed=7, stream=2, fan_in=64)
+    assert bias.shape == (8,) and np.abs(bias).max() <= 1 / 8
+
+
+def test_keras_initializer_round_trip():
+    init = TorchUniform(seed=3, stream=1, fan_in=12)
+    clone = keras.initializers.deserialize(keras.initializers.serialize(init))
+    assert isinstance(clone, TorchUniform) and clone.get_config() == init.get_config()
+    np.testing.assert_array_equal(np.asarray(clone((4, 5))), np.asarray(init((4, 5))))
+    assert np.asarray(init((4, 5), dtype="float32")).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"seed": -1}, r"Received: seed=-1"), ({"seed": 1.5}, r"Received: seed=1.5"),
+     ({"seed": 0, "stream": -2}, r"Received: stream=-2"), ({"seed": 0, "fan_in": 0}, r"Received: fan_in=0")],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TorchUniform(**kwargs)
+    with pytest.raises(ValueError, match="fan_in"):
+        torch_uniform((5,), seed=0)
+
+
+def test_same_seed_same_kernel_on_tensorflow_and_jax():
+    digests = {}
+    for backend in ("tensorflow", "jax"):
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        done = subprocess.run([sys.executable, "-c", KERNEL_SCRIPT], env=env, capture_output=True,
+                              text=True, check=True)
+        name, spatial, combination = done.stdout.strip().splitlines()[-1].split()
+        assert name == backend
+        digests[backend] = (spatial, combination)
+    expected = hashlib.sha256(torch_uniform((3, 3, 8, 128), 1234).astype("float32").tobytes()).hexdigest()
+    assert digests["tensorflow"] == digests["jax"]
+    assert digests["tensorflow"][0] == expected
