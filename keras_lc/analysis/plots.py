@@ -1,36 +1,15 @@
 """PNG figures of the analysis (matplotlib, Agg, no pyplot state). Every file is written atomically."""
 
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from keras_lc.files import atomic_write
+
 DPI = 120
-
-
-def atomic_write(path, write):
-    """Call `write(temporary_path)`, then rename the temporary file to `path`.
-
-    The temporary file lies in the same directory (so the rename is atomic);
-    it is removed if `write` fails, and `path` is never left half-written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def save_figure(figure, path):

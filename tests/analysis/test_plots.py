@@ -14,7 +14,7 @@ from keras_lc.analysis import (
     plot_variance_heatmaps,
     spatial_variance,
 )
-from keras_lc.analysis.plots import atomic_write
+from keras_lc.files import atomic_write
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

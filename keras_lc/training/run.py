@@ -1,0 +1,399 @@
+"""`train`: one training run into a resumable run directory.
+
+A run directory holds:
+
+- `config.json`: recipe, data, model description (written once; a second
+  start with a different config is refused, the same config resumes);
+- `history.csv`: one row per epoch (loss, top-1/top-5, learning rate,
+  train seconds, images/s), `learning_curve.png`, `tensorboard/`;
+- `backup/`: the last completed epoch's weights and optimizer state while
+  the run is unfinished (`AtomicBackupAndRestore`);
+- `final.weights.h5` and `summary.json` (top-1/top-5, epochs, steps, wall
+  time, images/s, trainable and frozen parameter counts) at the end.
+
+Every file is written to a temporary name and renamed into place. Under
+`MultiWorkerMirroredStrategy` only the chief writes these; the other workers
+keep their backups and final weights under `workers/<type>-<index>/`.
+"""
+
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from keras_lc.files import atomic_path, write_json_atomic
+from keras_lc.training.callbacks import (
+    AtomicBackupAndRestore,
+    EpochLog,
+    NaNGuard,
+    TrainingDiverged,
+)
+from keras_lc.training.recipe import Recipe
+from keras_lc.training.strategy import (
+    batchnorm_layers,
+    get_strategy,
+    resolve_strategy_name,
+    strategy_name_of,
+    synchronize_batchnorm,
+    worker_role,
+)
+
+__all__ = ["train", "parameter_counts", "outputs_logits", "RunDirectoryError", "TrainingDiverged"]
+
+
+class RunDirectoryError(ValueError):
+    """The run directory holds a finished run or a different configuration."""
+
+
+def parameter_counts(model):
+    """`{"trainable", "frozen", "non_trainable"}` parameter counts of `model`.
+
+    `frozen` counts non-trainable weights that are not BatchNorm moving
+    statistics (for LC models: the frozen random spatial kernels, or the
+    basis P of the `"basis"` form); `non_trainable` counts all of them.
+    """
+    import numpy as np
+
+    def size(weights):
+        return int(sum(int(np.prod(w.shape)) for w in weights))
+
+    statistics_ids = {
+        id(w) for layer in batchnorm_layers(model) for w in (layer.moving_mean, layer.moving_variance)
+    }
+    non_trainable = model.non_trainable_weights
+    return {
+        "trainable": size(model.trainable_weights),
+        "frozen": size(w for w in non_trainable if id(w) not in statistics_ids),
+        "non_trainable": size(non_trainable),
+    }
+
+
+def outputs_logits(model):
+    """False if the model's last layer ends in a softmax, else True (logits)."""
+    import keras
+
+    activation = getattr(model.layers[-1], "activation", None)
+    return activation not in (keras.activations.softmax, "softmax")
+
+
+def lc_implementations(model):
+    """Sorted set of the resolved implementations of the model's LCConv2D layers."""
+    from keras_lc.layers import LCConv2D
+
+    return sorted(
+        {
+            layer.resolved_implementation
+            for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, LCConv2D) and layer.built
+        }
+    )
+
+
+def _check_run_dir(out, config):
+    summary, config_path = out / "summary.json", out / "config.json"
+    if summary.exists():
+        raise RunDirectoryError(
+            f"'{out}' already holds a finished run (summary.json exists); choose a new --out."
+        )
+    if config_path.exists():
+        with open(config_path, encoding="utf-8") as f:
+            previous = json.load(f)
+        changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+        if changed:
+            raise RunDirectoryError(
+                f"'{out}' holds an unfinished run with a different configuration (differs in "
+                f"{changed}); resume it with the same command or choose a new --out."
+            )
+        return True
+    write_json_atomic(config_path, config)
+    return False
+
+
+def _mixed_policy():
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+
+
+def train(
+    build_model,
+    train_data,
+    test_data,
+    out_dir,
+    recipe=None,
+    strategy="auto",
+    config=None,
+    validate=True,
+    verbose="auto",
+    print_fn=print,
+    callbacks=(),
+):
+    """Train a model with a `Recipe` into a resumable run directory.
+
+    Args:
+        build_model: Callable returning a `keras.Model` (called inside the
+            strategy's scope). Its outputs are logits unless its last layer
+            ends in a softmax (the loss is chosen accordingly).
+        train_data, test_data: `keras_lc.data.LoadedDataset`s.
+        out_dir: The run directory (see the module docstring). Starting the
+            same run again continues from its last completed epoch.
+        recipe: A `Recipe` (default: the paper's CIFAR recipe).
+        strategy: A name of `keras_lc.training.strategy.STRATEGIES` or a
+            `tf.distribute.Strategy`.
+        config: Extra JSON-able description stored in `config.json` (model
+            name and arguments, data location, ...).
+        validate: Evaluate on `test_data` after every epoch (learning curve).
+        verbose: Keras progress bar mode for `fit`.
+        print_fn: Where status lines go (`None`: silent).
+        callbacks: Extra Keras callbacks for `fit`.
+
+    Returns:
+        The summary dict (also written to `summary.json` by the chief).
+
+    Raises:
+        RunDirectoryError: `out_dir` holds a finished or different run.
+        TrainingDiverged: the loss became NaN/inf (the last good epoch's
+            backup is kept).
+    """
+    import keras
+    import tensorflow as tf
+
+    from keras_lc.data import make_pipeline
+
+    recipe = (recipe or Recipe()).validate()
+
+    def say(line):
+        if print_fn is not None:
+            print_fn(line)
+            sys.stdout.flush()
+
+    out = Path(out_dir)
+    if isinstance(strategy, str):
+        strategy_name = resolve_strategy_name(strategy)
+        strategy = get_strategy(strategy_name)
+    else:
+        strategy_name = strategy_name_of(strategy)
+    is_chief, task_type, task_id = worker_role(strategy)
+    replicas = int(strategy.num_replicas_in_sync)
+    own_dir = out if is_chief else out / "workers" / f"{task_type}-{task_id}"
+    steps_per_epoch = math.ceil(train_data.num_examples / recipe.batch_size)
+    run_config = {
+        "recipe": recipe.to_dict(),
+        "data": {
+            "dataset": train_data.spec.name,
+            "train_examples": train_data.num_examples,
+            "test_examples": None if test_data is None else test_data.num_examples,
+            "source": train_data.source,
+        },
+        **(config or {}),
+    }
+    run_config = json.loads(json.dumps(run_config))
+    resuming = _check_run_dir(out, run_config) if is_chief else False
+    own_dir.mkdir(parents=True, exist_ok=True)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    if recipe.mixed_precision:
+        keras.mixed_precision.set_global_policy(_mixed_policy())
+    try:
+        keras.utils.set_random_seed(recipe.seed)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        # The pipeline holds the epochs still to run, epoch e's order a function
+        # of (seed, e) only: a resumed run sees the uninterrupted run's data order.
+        backup_dir = own_dir / "backup"
+        first_epoch = min(AtomicBackupAndRestore.saved_epoch(backup_dir), recipe.epochs - 1)
+        train_ds = make_pipeline(
+            train_data,
+            training=True,
+            epochs=range(first_epoch, recipe.epochs),
+            batch_size=recipe.batch_size,
+            augment=recipe.augment,
+            seed=recipe.seed,
+            randaugment=recipe.randaugment,
+            mixup_alpha=recipe.mixup_alpha,
+            cutmix_alpha=recipe.cutmix_alpha,
+        ).with_options(options)
+        test_ds = None
+        if test_data is not None:
+            test_ds = make_pipeline(test_data, training=False, batch_size=recipe.batch_size)
+            test_ds = test_ds.with_options(options)
+
+        with strategy.scope():
+            model = build_model()
+            if not model.built:
+                raise ValueError("`build_model` must return a built model (give it an input shape).")
+            model = _float32_outputs(model)
+            synced = synchronize_batchnorm(model) if replicas > 1 else 0
+            if strategy_name == "multiworker":
+                _work_around_multiworker_keras_bugs(model, strategy)
+            from_logits = outputs_logits(model)
+            model.compile(
+                optimizer=recipe.make_optimizer(steps_per_epoch),
+                loss=recipe.make_loss(from_logits=from_logits),
+                metrics=[
+                    keras.metrics.CategoricalAccuracy(name="top1"),
+                    keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
+                ],
+                jit_compile="auto" if recipe.xla is None else recipe.xla,
+            )
+        implementations = lc_implementations(model)
+        say(
+            f"[keras-lc] {'resuming' if resuming else 'starting'} run '{out}': strategy "
+            f"{strategy_name} ({replicas} replica{'s' * (replicas > 1)}"
+            f"{f', {synced} BatchNorm layers synchronized' if synced else ''}), "
+            f"{steps_per_epoch} steps/epoch x {recipe.epochs} epochs, policy "
+            f"{keras.mixed_precision.global_policy().name}"
+            + (f", LCConv2D implementation {'/'.join(implementations)}" if implementations else "")
+        )
+        backup = AtomicBackupAndRestore(str(backup_dir), delete_checkpoint=False)
+        log = EpochLog(
+            own_dir / "history.csv" if is_chief else None,
+            own_dir / "learning_curve.png" if is_chief else None,
+            train_data.num_examples,
+            recipe.epochs,
+            print_fn=say if print_fn and is_chief else None,
+        )
+        callbacks = [
+            NaNGuard(
+                backup_dir,
+                hint="Lower the learning rate or disable mixed precision, and start a new run.",
+            ),
+            backup,
+            log,
+            *callbacks,
+        ]
+        tensorboard = is_chief and _tensorboard_installed()
+        if tensorboard:
+            callbacks.append(
+                keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, profile_batch=0)
+            )
+        elif is_chief:
+            say("[keras-lc] the tensorboard package is not installed: no TensorBoard logs "
+                "(pip install tensorboard); history.csv and learning_curve.png are written.")
+        start = time.perf_counter()
+        history = model.fit(
+            train_ds,
+            epochs=recipe.epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=test_ds if validate else None,
+            callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles
+            verbose=verbose if print_fn else 0,
+        )
+        synchronize_batchnorm(model, False)
+        final = history.history
+        if test_ds is not None and validate and final.get("val_top1"):
+            metrics = {k[4:]: float(v[-1]) for k, v in final.items() if k.startswith("val_")}
+        elif test_ds is not None:
+            metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose if print_fn else 0)
+            metrics = {k: float(v) for k, v in metrics.items()}
+        else:
+            metrics = {}
+        wall = time.perf_counter() - start
+        with atomic_path(own_dir / "final.weights.h5", suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+        with atomic_path(own_dir / "model.keras") as tmp:
+            model.save(tmp)  # architecture + weights: for `analyze`, `export`, load_model
+        rows = [log.rows[e] for e in sorted(log.rows)]
+        summary = {
+            "top1": metrics.get("top1"),
+            "top5": metrics.get("top5"),
+            "test_loss": metrics.get("loss"),
+            "epochs": recipe.epochs,
+            "resumed_from_epoch": recipe.epochs if log.first_epoch is None else log.first_epoch,
+            "steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+            "steps_per_epoch": steps_per_epoch,
+            "wall_time_s": wall,
+            "train_seconds_all_epochs": sum(float(r["train_seconds"]) for r in rows),
+            "images_per_s": (
+                statistics.median(float(r["images_per_s"]) for r in rows) if rows else None
+            ),
+            "parameters": parameter_counts(model),
+            "lc_implementations": implementations,
+            "strategy": strategy_name,
+            "replicas": replicas,
+            "mixed_precision_policy": keras.mixed_precision.global_policy().name,
+            "xla": bool(model.jit_compile),
+            "batchnorm_synchronized": synced,
+            "tensorboard_logs": bool(tensorboard),
+        }
+        if is_chief:
+            write_json_atomic(out / "summary.json", summary)
+        _remove_tree(backup_dir)
+        say(
+            f"[keras-lc] finished: top-1 {summary['top1']}, top-5 {summary['top5']}, "
+            f"{summary['steps']} steps, {wall:.1f} s; run directory '{out}'"
+        )
+        return summary
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _float32_outputs(model):
+    """The model, with its outputs cast to float32 if a mixed policy made them lower.
+
+    Losses and metrics (e.g. top-5's `in_top_k`) want float32 logits; the
+    added layer has no weights, so the weights file is the model's own.
+    """
+    import keras
+
+    if all(keras.backend.standardize_dtype(t.dtype) == "float32" for t in model.outputs):
+        return model
+    cast = keras.layers.Activation("linear", dtype="float32", name="float32_outputs")
+    return keras.Model(model.inputs, [cast(t) for t in model.outputs], name=model.name)
+
+
+def _work_around_multiworker_keras_bugs(model, strategy):
+    """Two Keras 3 bugs under MultiWorkerMirroredStrategy (keras-team/keras#20585,
+    tensorflow/tensorflow#72388), worked around on this model instance only.
+
+    - Before training, Keras' TF trainer peeks at one distributed batch and
+      all-reduces it (MEAN) only to learn its shapes for a symbolic build; that
+      reduction of a `PerReplica` batch fails. The local replica's values carry
+      the same specs, so they are used instead.
+    - Each step's logs are reduced across workers with `reduce("MEAN", v,
+      axis=0)`, which fails for the scalar metric values; the steps here
+      return them with shape (1,), so that reduction yields the scalar mean.
+    """
+    import types
+
+    import tensorflow as tf
+    from keras import tree
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+            data_batch = tree.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues)
+                else v,
+                data_batch,
+            )
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def vector_logs(step):
+        def wrapped(self, data):
+            return tree.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+        return wrapped
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+    model.train_step = types.MethodType(vector_logs(model.train_step), model)
+    model.test_step = types.MethodType(vector_logs(model.test_step), model)
+
+
+def _tensorboard_installed():
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _remove_tree(path):
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

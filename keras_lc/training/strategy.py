@@ -1,0 +1,136 @@
+"""Choosing a `tf.distribute` strategy, and synchronized BatchNorm for it.
+
+- `default`: one device (TensorFlow's default strategy).
+- `mirrored`: `MirroredStrategy` over every visible GPU (or, with no GPU,
+  every visible logical CPU device); the global batch is split across the
+  replicas and gradients are all-reduced.
+- `multiworker`: `MultiWorkerMirroredStrategy`; the cluster comes from the
+  `TF_CONFIG` environment variable (same command on every worker).
+- `auto`: `multiworker` when `TF_CONFIG` names more than one worker, else
+  `mirrored` when more than one GPU is visible, else `default`.
+
+BatchNorm under several replicas: Keras' `BatchNormalization` normalizes with
+the statistics of each replica's share of the batch unless
+`synchronized=True`, in which case mean and variance are all-reduced over the
+global batch. The zoo builds ordinary BatchNorm layers; `synchronize_batchnorm`
+switches the flag on every BatchNorm layer of a built model (including those
+nested inside other layers, e.g. `LCConv2D(intermediate="bn")`) before
+training, so training and the saved moving statistics are those of the global
+batch, exactly as on one device. The flag only changes `call` (no weights),
+and it is switched off again before saving so the files load on any backend.
+"""
+
+import json
+import os
+
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+
+def _tf_config_workers():
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}). Received: TF_CONFIG={raw!r}")
+    return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
+
+
+def resolve_strategy_name(name="auto"):
+    """The concrete strategy name `auto` stands for on this machine."""
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
+    if name != "auto":
+        return name
+    if _tf_config_workers() > 1:
+        return "multiworker"
+    # Physical, not logical, devices: listing logical ones initializes the
+    # runtime, after which no MultiWorkerMirroredStrategy can be created.
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return "mirrored"
+    return "default"
+
+
+def get_strategy(name="auto", devices=None):
+    """A `tf.distribute.Strategy` by name (see the module docstring).
+
+    Args:
+        name: One of `STRATEGIES`.
+        devices: `mirrored` only: explicit device names; `None` takes every
+            visible GPU, or every logical CPU device when there is no GPU.
+    """
+    import tensorflow as tf
+
+    name = resolve_strategy_name(name)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if devices is None:
+            devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+            devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=list(devices))
+    if _tf_config_workers() < 1:
+        raise ValueError(
+            "strategy='multiworker' needs the cluster in the TF_CONFIG environment variable, "
+            'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}. Received: TF_CONFIG='
+            f"{os.environ.get('TF_CONFIG')!r}"
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def strategy_name_of(strategy):
+    """The `STRATEGIES` name of a strategy object (its class name if none fits)."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "multiworker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+        return "default"
+    return type(strategy).__name__
+
+
+def worker_role(strategy):
+    """`(is_chief, task_type, task_id)` of this process under `strategy`.
+
+    The chief is the `chief` task, or worker 0 when the cluster has no chief;
+    a single-process strategy is always the chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", None)
+    if task_type is None:
+        return True, None, None
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
+    return is_chief, task_type, task_id
+
+
+def batchnorm_layers(model):
+    """Every `keras.layers.BatchNormalization` in `model`, nested ones included."""
+    import keras
+
+    # `_flatten_layers` walks sublayers tracked as attributes too (e.g. the
+    # intermediate BatchNorm inside LCConv2D), which `model.layers` does not.
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+def synchronize_batchnorm(model, synchronized=True):
+    """Set `synchronized` on every BatchNorm layer of `model`; returns how many.
+
+    Call before the first training step (the flag is read when `call` is
+    traced). Only the TensorFlow backend supports `synchronized=True`.
+    """
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        layer.synchronized = bool(synchronized)
+    return len(layers)

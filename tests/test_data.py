@@ -1,0 +1,198 @@
+"""keras_lc.data: datasets from image folders and tfds, the paper's pipelines, constants."""
+
+import dataclasses
+import socket
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_lc.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DATASETS,
+    LoadedDataset,
+    get_spec,
+    load_dataset,
+    load_image_folder,
+    make_pipeline,
+    normalize,
+)
+
+
+def _batches(pipeline):
+    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in pipeline))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _write_folder(root, split, images, suffix=".png"):
+    """One image per class: class_{i}/0.png (PNG is lossless, so pixels compare exactly)."""
+    for label, image in enumerate(images):
+        folder = root / split / f"class_{label:02d}"
+        folder.mkdir(parents=True)
+        (folder / f"0{suffix}").write_bytes(tf.io.encode_png(image).numpy())
+
+
+@pytest.fixture(scope="module")
+def cifar_test_small(cifar_archive):
+    """5 test images per class through load_dataset and through load_image_folder."""
+    return load_dataset("cifar10", "test", cifar_archive, per_class=5), load_image_folder(
+        cifar_archive, "test", per_class=5
+    )
+
+
+def test_cifar10_constants_match_the_real_training_images(cifar_archive):
+    images, _, _ = load_image_folder(cifar_archive, "train", per_class=64)
+    pixels = images.reshape(-1, 3) / 255.0
+    # 640 images: the sampling error of the per-channel mean/std is ~0.005.
+    np.testing.assert_allclose(pixels.mean(0), CIFAR10_MEAN, atol=0.02)
+    np.testing.assert_allclose(pixels.std(0), CIFAR10_STD, atol=0.02)
+    assert DATASETS["cifar10"].mean == CIFAR10_MEAN and DATASETS["cifar10"].std == CIFAR10_STD
+
+
+def test_the_table_covers_the_papers_datasets():
+    assert set(DATASETS) == {"cifar10", "cifar100", "svhn_cropped", "fashion_mnist", "imagenet2012"}
+    assert [DATASETS[n].augmentation for n in ("cifar10", "cifar100", "svhn_cropped", "fashion_mnist")] == [
+        "cifar", "cifar", "none", "none"]
+    assert DATASETS["imagenet2012"].num_classes == 1000 and DATASETS["cifar100"].num_classes == 100
+    assert all(len(spec.mean) == 3 and len(spec.std) == 3 for spec in DATASETS.values())
+
+
+def test_image_folder_archive_loads_like_load_image_folder(cifar_test_small):
+    data, (images, labels, class_names) = cifar_test_small
+    assert data.num_examples == 50 and data.source.startswith("folder:")
+    assert data.class_names == class_names == sorted(class_names)
+    got = list(data.dataset.as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack([x for x, _ in got]), images)
+    np.testing.assert_array_equal([y for _, y in got], labels)
+
+
+def test_evaluation_pipeline_is_exactly_normalized_unmodified_images(cifar_test_small):
+    data, (images, labels, _) = cifar_test_small
+    x, y = _batches(make_pipeline(data, training=False, batch_size=16))
+    assert x.shape == (50, 32, 32, 3) and x.dtype == np.float32
+    np.testing.assert_allclose(x, normalize(images), rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(y, np.eye(10)[labels])
+
+
+def test_cifar_training_augmentation_is_pad4_crop_and_flip(cifar_test_small):
+    data, (images, _, _) = cifar_test_small
+    x, _ = _batches(make_pipeline(data, training=True, batch_size=16, seed=0))
+    # Undo the normalization; the zero padding becomes the value 0 exactly.
+    pixels = np.rint(x * np.float32(CIFAR10_STD) * 255 + np.float32(CIFAR10_MEAN) * 255)
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    candidates = {}  # every pad-4 crop of every original, and its mirror
+    for i in range(len(images)):
+        for dy in range(9):
+            for dx in range(9):
+                crop = padded[i, dy:dy + 32, dx:dx + 32]
+                candidates.setdefault(crop.tobytes(), (i, dy, dx, False))
+                candidates.setdefault(crop[:, ::-1].tobytes(), (i, dy, dx, True))
+    offsets, flips = set(), []
+    for image in pixels.astype(np.uint8):
+        match = candidates.get(image.tobytes())
+        assert match, "an augmented image is not a pad-4 crop (or its mirror) of any original"
+        offsets.add(match[1:3])
+        flips.append(match[3])
+    assert len(offsets) >= 10  # 81 possible offsets, 50 draws
+    assert 0.2 <= np.mean(flips) <= 0.8
+
+
+def test_svhn_is_not_augmented_and_fashion_mnist_is_upscaled_to_rgb(tmp_path):
+    rng = np.random.default_rng(0)
+    svhn = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    _write_folder(tmp_path / "svhn", "train", svhn)
+    data = load_dataset("svhn_cropped", "train", tmp_path / "svhn")
+    x, y = _batches(make_pipeline(data, training=True, batch_size=4, seed=0))
+    spec = get_spec("svhn_cropped")
+    np.testing.assert_allclose(x[np.argsort(y.argmax(1))], normalize(svhn, spec.mean, spec.std), atol=2e-6)
+
+    fmnist = rng.integers(0, 256, (10, 28, 28, 1), dtype=np.uint8)
+    _write_folder(tmp_path / "fmnist", "test", fmnist)
+    data = load_dataset("fashion_mnist", "test", tmp_path / "fmnist")
+    x, y = _batches(make_pipeline(data, training=False, batch_size=4))
+    assert x.shape == (10, 32, 32, 3)
+    np.testing.assert_array_equal(x[..., 0], x[..., 2])
+    spec = get_spec("fashion_mnist")
+    expected = tf.image.resize(fmnist.astype(np.float32), (32, 32)).numpy() / 255.0
+    np.testing.assert_allclose(x[..., :1], (expected - spec.mean[0]) / spec.std[0], atol=1e-5)
+
+
+def test_missing_tfds_dataset_fails_fast_without_network(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="not available offline") as error:
+        load_dataset("cifar10", "train", empty)
+    assert time.perf_counter() - start < 5
+    assert str(empty / "cifar10") in str(error.value) and "tfds build cifar10" in str(error.value)
+    with pytest.raises(FileNotFoundError, match="manual_dir"):
+        load_dataset("imagenet2012", "test", empty)
+    with pytest.raises(FileNotFoundError, match="Data directory not found: '.*nowhere'"):
+        load_dataset("cifar10", "train", tmp_path / "nowhere")
+
+
+def test_prepared_tfds_dataset_goes_through_tfds_load(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    # No prepared dataset on this machine and no network: tfds' own mock
+    # supplies the examples; the offline check is told the data is there.
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
+    with tfds.testing.mock_data(num_examples=12):
+        data = load_dataset("fashion_mnist", "train")
+        x, y = next(iter(make_pipeline(data, training=True, batch_size=6)))
+    assert data.source.startswith("tfds:") and data.class_names[0] == "T-shirt/top"
+    assert x.shape == (6, 32, 32, 3) and y.shape == (6, 10)
+    np.testing.assert_array_equal(y.numpy().sum(1), 1.0)
+
+
+def test_imagenet_pipeline_crops_randaugments_and_mixes(cifar_test_small):
+    data, (images, _, _) = cifar_test_small
+    spec = dataclasses.replace(get_spec("imagenet2012"), num_classes=10)
+    imagenet_like = LoadedDataset(spec, "train", data.num_examples, data.class_names, "test",
+                                  lambda: data.dataset)
+    train = make_pipeline(imagenet_like, training=True, batch_size=10, image_size=24, seed=0,
+                          randaugment=(2, 0.5), mixup_alpha=0.2, cutmix_alpha=1.0)
+    x, y = _batches(train)
+    assert x.shape == (50, 24, 24, 3) and np.isfinite(x).all()
+    np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)
+    assert (y.max(1) < 0.999).any(), "MixUp/CutMix never mixed two labels"
+    x, _ = _batches(make_pipeline(imagenet_like, training=False, batch_size=10, image_size=24,
+                                  crop_fraction=0.75))
+    # Evaluation: shorter side to 24 / 0.75 = 32 (no resize here), central 24x24 crop.
+    mean, std = np.float32(spec.mean) * 255, np.float32(spec.std) * 255
+    np.testing.assert_allclose(x, (images[:, 4:28, 4:28].astype(np.float32) - mean) / std, atol=1e-4)
+
+
+def test_resumed_epochs_see_the_uninterrupted_order(cifar_test_small):
+    data, _ = cifar_test_small
+
+    def labels(epochs):
+        pipeline = make_pipeline(data, training=True, batch_size=8, augment=False, seed=3, epochs=epochs)
+        return np.concatenate([y.numpy().argmax(1) for _, y in pipeline])
+
+    full = labels(range(0, 3)).reshape(3, 50)
+    assert not np.array_equal(full[0], full[1])  # reshuffled every epoch
+    np.testing.assert_array_equal(labels(range(2, 3)), full[2])  # epoch 2 alone: same order
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda d: load_dataset("mnist", "train", d), "Unknown dataset 'mnist'"),
+        (lambda d: make_pipeline(load_dataset("cifar10", "test", d, per_class=1), False, 0),
+         "batch_size=0"),
+        (lambda d: make_pipeline(load_dataset("cifar10", "test", d, per_class=1), True, 8, mixup_alpha=0.2),
+         "mixup_alpha=0.2"),
+        (lambda d: load_dataset("cifar100", "test", d, per_class=1), "has 10 class folders but cifar100"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(cifar_archive, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(cifar_archive)
