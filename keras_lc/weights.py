@@ -10,6 +10,8 @@ Configuration, read at call time:
 - `KERAS_LC_CACHE`: the cache directory (weights go to `$KERAS_LC_CACHE/weights`);
   `cache_dir=` overrides it per call.
 - `KERAS_LC_WEIGHTS_URL`: the base URL of a mirror; `base_url=` overrides it per call.
+- `KERAS_LC_ZOO`: another folder of published models (`NAME/manifest.json`), searched
+  first, e.g. the `--zoo-dir` of your own `keras-lc export`.
 """
 
 import dataclasses
@@ -100,7 +102,9 @@ class PretrainedWeights:
 
 
 def _manifest_dirs():
-    return [d for d in (_PACKAGED_ZOO, _SOURCE_ZOO) if d.is_dir()]
+    extra = os.environ.get("KERAS_LC_ZOO")
+    candidates = ([Path(extra)] if extra else []) + [_PACKAGED_ZOO, _SOURCE_ZOO]
+    return [d for d in candidates if d.is_dir()]
 
 
 def published_weights():

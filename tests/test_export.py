@@ -1,0 +1,90 @@
+"""`keras-lc export`: a finished run published into a zoo folder and loaded back by name."""
+
+import json
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from keras_lc import cli, zoo
+from keras_lc.data import sha256_of
+from keras_lc.export import load_run
+from keras_lc.weights import PretrainedWeights
+from tests.reference import rel_error
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cifar_archive):
+    out = tmp_path_factory.mktemp("runs") / "lc"
+    code = cli.main(["train", "--model", "resnet_lc20", "--expansion", "4", "--dataset", "cifar10",
+                     "--data-dir", str(cifar_archive), "--train-per-class", "20",
+                     "--test-per-class", "10", "--epochs", "1", "--batch-size", "50",
+                     "--no-validation", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def published(run_dir, tmp_path_factory):
+    zoo_dir = tmp_path_factory.mktemp("zoo")
+    assert cli.main(["export", str(run_dir), "--name", "tiny_lc", "--zoo-dir", str(zoo_dir)]) == 0
+    return zoo_dir
+
+
+def test_export_writes_a_complete_entry(published, run_dir):
+    entry_dir = published / "tiny_lc"
+    assert sorted(p.name for p in published.iterdir()) == ["tiny_lc"]  # no staging left
+    assert {p.name for p in entry_dir.iterdir()} == {
+        "tiny_lc.weights.h5", "tiny_lc_folded.keras", "saved_model", "MODEL_CARD.md", "manifest.json"}
+    entry = PretrainedWeights.from_json(entry_dir / "manifest.json")
+    assert entry.sha256 == sha256_of(entry_dir / "tiny_lc.weights.h5")
+    assert entry.model == "resnet_lc20_16x4" and entry.weights == "cifar10" and entry.classes == 10
+    assert entry.command.startswith("keras-lc train --model resnet_lc20 --expansion 4")
+    assert abs(entry.top1 - entry.top1_folded) <= 0.01 and 0 <= entry.top1 <= 1
+    card = (entry_dir / "MODEL_CARD.md").read_text()
+    assert "Not the paper's full 75-epoch recipe" in card and entry.sha256 in card
+    assert f"{entry.top1:.2%}" in card
+    with h5py.File(entry_dir / "tiny_lc.weights.h5") as f:  # compact: no frozen kernel stored
+        names = []
+        f.visit(names.append)
+    assert not any(n.endswith("spatial_kernel") or n.endswith("/basis") for n in names)
+    assert any(n.endswith("basis_coefficients") for n in names)
+
+
+def test_published_forms_agree_with_the_run(published, run_dir, cifar_test_images):
+    import tensorflow as tf
+
+    x, _ = cifar_test_images
+    _, model = load_run(run_dir)
+    expected = model.predict_on_batch(x[:32])
+    folded = keras.saving.load_model(published / "tiny_lc" / "tiny_lc_folded.keras", safe_mode=True)
+    assert rel_error(folded.predict_on_batch(x[:32]), expected) <= 1e-5
+    served = tf.saved_model.load(str(published / "tiny_lc" / "saved_model"))
+    assert rel_error(served.serve(tf.constant(x[:32])), expected) <= 1e-5
+
+
+def test_builder_loads_the_published_weights_by_name(published, run_dir, cifar_test_images, monkeypatch):
+    x, _ = cifar_test_images
+    monkeypatch.setenv("KERAS_LC_ZOO", str(published))
+    _, model = load_run(run_dir)
+    # the default (composed) form loads the basis-form file: A -> C
+    loaded = zoo.resnet_lc20(expansion=4, weights="cifar10", classifier_activation=None, seed=0)
+    assert rel_error(loaded.predict_on_batch(x[:32]), model.predict_on_batch(x[:32])) <= 1e-5
+    with pytest.raises(ValueError, match=r"`classes` should be 10"):
+        zoo.resnet_lc20(expansion=4, weights="cifar10", classes=5)
+
+
+def test_export_replaces_an_entry_and_refuses_bad_input(published, run_dir, capsys):
+    before = json.loads((published / "tiny_lc" / "manifest.json").read_text())
+    assert cli.main(["export", str(run_dir), "--name", "tiny_lc", "--zoo-dir", str(published),
+                     "--weights-tag", "cifar10_again"]) == 0
+    after = json.loads((published / "tiny_lc" / "manifest.json").read_text())
+    assert after["weights"] == "cifar10_again" and after["sha256"] == before["sha256"]
+    assert sorted(p.name for p in published.iterdir()) == ["tiny_lc"]
+    capsys.readouterr()
+    assert cli.main(["export", str(run_dir), "--name", "Bad Name", "--zoo-dir", str(published)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Received: 'Bad Name'" in err[0]
+    assert cli.main(["export", str(published), "--name", "x", "--zoo-dir", str(published)]) == 2
+    assert "has no summary.json" in capsys.readouterr().err
