@@ -57,7 +57,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     models = _models(args.expansion)
     x_all = np.random.default_rng(0).normal(size=(max(args.batches), 32, 32, 3)).astype("float32")
-    reference = models["plain ResNet-20"]
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}; "
           f"median latency of predict_on_batch over interleaved rounds\n")
     print("| model | " + " | ".join(f"batch {b}" for b in args.batches) + " |")
