@@ -3,7 +3,8 @@
 `export_run` writes `zoo/NAME/`:
 
 - `NAME.weights.h5`: the training-form weights, compact (frozen kernels are
-  stored as their seeds, the basis form as its coefficients);
+  stored as their seeds, the basis form as its coefficients), and
+  `NAME_notop.weights.h5`, the same without the classifier (`include_top=False`);
 - `NAME_folded.keras`: the folded inference model (stock Keras layers only;
   loads with `safe_mode=True` where keras_lc is not installed);
 - `saved_model/`: a TensorFlow SavedModel of the folded model, for serving;
@@ -68,6 +69,19 @@ def compare_forms(model, folded, test, batch_size=256):
         total += len(truth)
     return {"top1": correct[0] / total, "top1_folded": correct[1] / total,
             "fold_relative_error": worst, "test_examples": total}
+
+
+def backbone(config, model):
+    """The run's model built with `include_top=False`, carrying `model`'s weights by layer name."""
+    from keras_lc import zoo
+
+    kwargs = {k: v for k, v in config["model"]["kwargs"].items()
+              if k not in ("classes", "classifier_activation")}
+    notop = zoo.get_model(config["model"]["name"], include_top=False, **kwargs)
+    for layer in notop.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return notop
 
 
 def _size(path):
@@ -151,15 +165,17 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
     zoo_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=zoo_dir))
     try:
-        weights_file = f"{name}.weights.h5"
+        weights_file, notop_file = f"{name}.weights.h5", f"{name}_notop.weights.h5"
         model.save_weights(staging / weights_file)
+        backbone(config, model).save_weights(staging / notop_file)
         folded.save(staging / f"{name}_folded.keras")
         folded.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
         entry = PretrainedWeights(
             name=name, model=model.name, model_kwargs=config["model"]["kwargs"],
             weights=weights_tag or dataset, dataset=dataset,
             classes=int(model.output_shape[-1]), file_name=weights_file,
-            sha256=sha256_of(staging / weights_file), top1=measured["top1"],
+            sha256=sha256_of(staging / weights_file), notop_file_name=notop_file,
+            notop_sha256=sha256_of(staging / notop_file), top1=measured["top1"],
             top1_folded=measured["top1_folded"], epochs=int(summary["epochs"]),
             recipe=json.dumps(config["recipe"], sort_keys=True),
             command=config.get("command", ""), trainable_params=counts["trainable"],
@@ -167,7 +183,7 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
         )
         (staging / "manifest.json").write_text(entry.to_json())
         files = {f: (staging / f, sha256_of(staging / f) if (staging / f).is_file() else "(folder)")
-                 for f in (weights_file, f"{name}_folded.keras", "saved_model")}
+                 for f in (weights_file, notop_file, f"{name}_folded.keras", "saved_model")}
         (staging / "MODEL_CARD.md").write_text(_card(name, entry, config, summary, measured, files))
         target = zoo_dir / name
         if target.exists():

@@ -49,8 +49,12 @@ class PretrainedWeights:
         command: The exact command that trained it.
         trainable_params: Trainable parameters.
         total_params: All parameters (frozen included).
-        url: Download URL; `None` means `<base_url>/<file_name>` with the base
-            URL from `base_url=` or `$KERAS_LC_WEIGHTS_URL`.
+        notop_file_name: The backbone-only weights (for `include_top=False`),
+            or `None` when none is published.
+        notop_sha256: Hex sha256 of the no-top file.
+        url: Base URL the files are published under (`None`: not published
+            online); a mirror given by `base_url=` or `$KERAS_LC_WEIGHTS_URL`
+            takes precedence.
     """
 
     name: str
@@ -68,6 +72,8 @@ class PretrainedWeights:
     command: str
     trainable_params: int
     total_params: int
+    notop_file_name: str = None
+    notop_sha256: str = None
     url: str = None
 
     @classmethod
@@ -88,17 +94,32 @@ class PretrainedWeights:
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
 
-    def download_url(self, base_url=None):
-        if self.url:
-            return self.url
-        base = base_url or os.environ.get("KERAS_LC_WEIGHTS_URL")
+    def file(self, include_top=True):
+        """`(file_name, sha256)` of the full or the no-top weights file."""
+        if include_top:
+            return self.file_name, self.sha256
+        if not self.notop_file_name:
+            raise ValueError(
+                f"The weights '{self.name}' have no no-top file, so they cannot be loaded "
+                "with `include_top=False`; use `include_top=True`."
+            )
+        return self.notop_file_name, self.notop_sha256
+
+    def download_url(self, file_name=None, base_url=None):
+        """URL of one of this entry's files (default: the full weights file).
+
+        The base is `base_url=`, else `$KERAS_LC_WEIGHTS_URL` (a mirror), else
+        the manifest's `url`.
+        """
+        base = base_url or os.environ.get("KERAS_LC_WEIGHTS_URL") or self.url
+        file_name = file_name or self.file_name
         if not base:
             raise ValueError(
                 f"The weights '{self.name}' are not shipped with this installation and no "
                 "download location is set: set KERAS_LC_WEIGHTS_URL (or pass base_url=) to a "
-                f"mirror holding '{self.file_name}', or pass weights=<path of a local file>."
+                f"mirror holding '{file_name}', or pass weights=<path of a local file>."
             )
-        return f"{base.rstrip('/')}/{self.file_name}"
+        return f"{base.rstrip('/')}/{file_name}"
 
 
 def _manifest_dirs():
@@ -117,29 +138,16 @@ def published_weights():
     return registry
 
 
-def find_weights(model, weights):
-    """The entry for a builder name and a `weights=` value like "cifar10", or None."""
-    for entry in published_weights().values():
-        if entry.model == model and entry.weights == weights:
-            return entry
-    return None
-
-
-def available_weights(model):
-    """The `weights=` values published for a builder name."""
-    return sorted({e.weights for e in published_weights().values() if e.model == model})
-
-
-def _packaged_file(entry):
+def _packaged_file(entry, file_name):
     for root in _manifest_dirs():
-        candidate = root / entry.name / entry.file_name
+        candidate = root / entry.name / file_name
         if candidate.is_file():
             return candidate
     return None
 
 
-def fetch(entry, cache_dir=None, base_url=None):
-    """Local path of `entry`'s file, verified by sha256.
+def fetch(entry, cache_dir=None, base_url=None, include_top=True):
+    """Local path of `entry`'s file (its no-top file with `include_top=False`), verified by sha256.
 
     A file shipped with the package is used as is. Otherwise the cached copy is
     used if its sha256 matches; a corrupted or truncated copy is fetched again.
@@ -147,34 +155,35 @@ def fetch(entry, cache_dir=None, base_url=None):
     are renamed into place only after the sha256 check, so a failed or partial
     download never sits in the cache under the final name.
     """
-    packaged = _packaged_file(entry)
+    file_name, sha256 = entry.file(include_top)
+    packaged = _packaged_file(entry, file_name)
     if packaged is not None:
         actual = sha256_of(packaged)
-        if actual != entry.sha256:
+        if actual != sha256:
             raise ValueError(
                 f"The weights file '{packaged}' shipped for '{entry.name}' has sha256 {actual}, "
-                f"but its manifest expects {entry.sha256}; reinstall keras-lc."
+                f"but its manifest expects {sha256}; reinstall keras-lc."
             )
         return packaged
     folder = _cache_root(cache_dir) / "weights"
-    target = folder / entry.file_name
+    target = folder / file_name
     if target.is_file():
-        if sha256_of(target) == entry.sha256:
+        if sha256_of(target) == sha256:
             return target
         target.unlink()  # corrupted or truncated: fetch again
     folder.mkdir(parents=True, exist_ok=True)
-    url = entry.download_url(base_url)
-    part = folder / f"{entry.file_name}.{uuid.uuid4().hex}.part"
+    url = entry.download_url(file_name, base_url)
+    part = folder / f"{file_name}.{uuid.uuid4().hex}.part"
     try:
         try:
-            keras.utils.get_file(part.name, origin=url, file_hash=entry.sha256,
+            keras.utils.get_file(part.name, origin=url, file_hash=sha256,
                                  hash_algorithm="sha256", cache_dir=str(folder.parent),
                                  cache_subdir=folder.name)
         except ValueError as error:  # get_file's sha256 check
             actual = sha256_of(part) if part.exists() else "unknown"
             raise ValueError(
                 f"The file downloaded for '{entry.name}' from {url} has sha256 {actual}, "
-                f"expected {entry.sha256}: the server or mirror holds a different or corrupted "
+                f"expected {sha256}: the server or mirror holds a different or corrupted "
                 "file. Point KERAS_LC_WEIGHTS_URL (or base_url=) at a mirror holding the "
                 "published file."
             ) from error

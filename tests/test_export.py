@@ -4,7 +4,6 @@ import json
 
 import h5py
 import keras
-import numpy as np
 import pytest
 
 from keras_lc import cli, zoo
@@ -36,9 +35,11 @@ def test_export_writes_a_complete_entry(published, run_dir):
     entry_dir = published / "tiny_lc"
     assert sorted(p.name for p in published.iterdir()) == ["tiny_lc"]  # no staging left
     assert {p.name for p in entry_dir.iterdir()} == {
-        "tiny_lc.weights.h5", "tiny_lc_folded.keras", "saved_model", "MODEL_CARD.md", "manifest.json"}
+        "tiny_lc.weights.h5", "tiny_lc_notop.weights.h5", "tiny_lc_folded.keras", "saved_model",
+        "MODEL_CARD.md", "manifest.json"}
     entry = PretrainedWeights.from_json(entry_dir / "manifest.json")
     assert entry.sha256 == sha256_of(entry_dir / "tiny_lc.weights.h5")
+    assert entry.notop_sha256 == sha256_of(entry_dir / "tiny_lc_notop.weights.h5")
     assert entry.model == "resnet_lc20_16x4" and entry.weights == "cifar10" and entry.classes == 10
     assert entry.command.startswith("keras-lc train --model resnet_lc20 --expansion 4")
     assert abs(entry.top1 - entry.top1_folded) <= 0.01 and 0 <= entry.top1 <= 1
@@ -73,6 +74,24 @@ def test_builder_loads_the_published_weights_by_name(published, run_dir, cifar_t
     assert rel_error(loaded.predict_on_batch(x[:32]), model.predict_on_batch(x[:32])) <= 1e-5
     with pytest.raises(ValueError, match=r"`classes` should be 10"):
         zoo.resnet_lc20(expansion=4, weights="cifar10", classes=5)
+
+
+def test_include_top_false_gives_the_trained_backbone(published, run_dir, cifar_test_images, monkeypatch):
+    x, _ = cifar_test_images
+    monkeypatch.setenv("KERAS_LC_ZOO", str(published))
+    _, model = load_run(run_dir)
+    features = keras.Model(model.inputs, model.get_layer("avg_pool").input)
+    extractor = zoo.resnet_lc20(expansion=4, weights="cifar10", include_top=False, seed=0,
+                                input_shape=(32, 32, 3))
+    assert extractor.output_shape == (None, 8, 8, 64)
+    assert rel_error(extractor.predict_on_batch(x[:16]), features.predict_on_batch(x[:16])) <= 1e-5
+
+
+@pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras, after the refused load
+def test_weights_of_another_architecture_get_a_clear_error(published):
+    path = published / "tiny_lc" / "tiny_lc.weights.h5"
+    with pytest.raises(ValueError, match=r"do not fit model 'resnet_lc20_16x2'.*arguments the weights were saved with"):
+        zoo.resnet_lc20(expansion=2, weights=str(path), classifier_activation=None)
 
 
 def test_export_replaces_an_entry_and_refuses_bad_input(published, run_dir, capsys):

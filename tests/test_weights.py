@@ -102,6 +102,25 @@ def test_no_download_location(tmp_path, monkeypatch):
         weights_lib.fetch(_entry(), cache_dir=tmp_path)
 
 
+def test_no_top_file(server, tmp_path):
+    _, url, root = server
+    (root / "tiny_notop.weights.h5").write_bytes(PAYLOAD[:100])
+    entry = _entry(notop_file_name="tiny_notop.weights.h5", notop_sha256=hashlib.sha256(PAYLOAD[:100]).hexdigest())
+    path = weights_lib.fetch(entry, cache_dir=tmp_path, base_url=url, include_top=False)
+    assert path.name == "tiny_notop.weights.h5" and path.read_bytes() == PAYLOAD[:100]
+    with pytest.raises(ValueError, match=r"no no-top file.*include_top=False"):
+        weights_lib.fetch(_entry(), cache_dir=tmp_path, base_url=url, include_top=False)
+
+
+def test_manifest_url_is_the_base_and_a_mirror_wins(server, tmp_path, monkeypatch):
+    _, url, _ = server
+    monkeypatch.delenv("KERAS_LC_WEIGHTS_URL", raising=False)
+    assert _entry(url="http://unreachable.invalid/w").download_url() == "http://unreachable.invalid/w/tiny.weights.h5"
+    monkeypatch.setenv("KERAS_LC_WEIGHTS_URL", url)
+    path = weights_lib.fetch(_entry(url="http://unreachable.invalid/w"), cache_dir=tmp_path)
+    assert path.read_bytes() == PAYLOAD
+
+
 def test_manifest_round_trip_and_errors(tmp_path):
     entry = _entry()
     (tmp_path / "manifest.json").write_text(entry.to_json())

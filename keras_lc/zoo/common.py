@@ -77,23 +77,38 @@ def check_weights(weights, arch, include_top, classes):
             f"or the path to an existing {' or '.join(WEIGHTS_SUFFIXES)} file.  "
             f"Received: weights={weights!r}"
         )
-    expected = published[weights].classes
-    if include_top and classes != expected:
+    entry = published[weights]
+    if include_top and classes != entry.classes:
         raise ValueError(
             f"If using `weights='{weights}'` with `include_top=True`, `classes` "
-            f"should be {expected}.  Received classes={classes}"
+            f"should be {entry.classes}.  Received classes={classes}"
         )
+    entry.file(include_top)  # include_top=False needs the no-top file
 
 
-def load_weights(model, weights, arch):
-    """The one weights hook: `None`, a local file, or `arch`'s published weights."""
+def load_weights(model, weights, arch, include_top=True):
+    """The one weights hook: `None`, a local file, or `arch`'s published weights.
+
+    Published weights load their no-top file into a model built with
+    `include_top=False`. A file that does not fit the model (another
+    architecture or other arguments) raises a ValueError saying so.
+    """
     if weights is None:
         return model
     if _is_weights_file(weights):
-        path = weights
+        path, expected = weights, "the model it was saved from"
     else:
-        path = weights_registry.fetch(pretrained_weights(arch)[weights])
-    model.load_weights(path)
+        entry = pretrained_weights(arch)[weights]
+        path = weights_registry.fetch(entry, include_top=include_top)
+        expected = f"{entry.model} built with {entry.model_kwargs}"
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        raise ValueError(
+            f"The weights in '{path}' do not fit model '{model.name}' ({arch}): they are for "
+            f"{expected}. Build the model with the arguments the weights were saved with. "
+            f"Keras said: {' '.join(str(error).split())}"
+        ) from error
     return model
 
 
@@ -283,7 +298,7 @@ class Application:
             sources = keras.utils.get_source_inputs(self.input_tensor)
             inputs = sources[0] if len(sources) == 1 else sources
         model = keras.Model(inputs, x, name=self.name)
-        return load_weights(model, self.weights, self.arch)
+        return load_weights(model, self.weights, self.arch, self.include_top)
 
 
 def _dense(classes, activation, features, options):
