@@ -107,3 +107,13 @@ def test_export_replaces_an_entry_and_refuses_bad_input(published, run_dir, caps
     assert len(err) == 1 and "Received: 'Bad Name'" in err[0]
     assert cli.main(["export", str(published), "--name", "x", "--zoo-dir", str(published)]) == 2
     assert "has no summary.json" in capsys.readouterr().err
+
+
+def test_analyze_reads_a_training_run(run_dir, tmp_path, cifar_archive):
+    out = tmp_path / "analysis"
+    assert cli.main(["analyze", str(run_dir), "--out", str(out), "--data", str(cifar_archive),
+                     "--limit", "20", "--epsilon", "1/255"]) == 0
+    report = json.loads((out / "analysis.json").read_text())
+    assert 0 <= report["robustness"]["clean_accuracy"] <= 1
+    assert report["robustness"]["robust_accuracy"] <= report["robustness"]["clean_accuracy"] + 0.05
+    assert len(list(out.glob("*.png"))) >= 3
