@@ -31,6 +31,15 @@ def published(run_dir, tmp_path_factory):
     return zoo_dir
 
 
+def test_run_directory_contents(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["tensorboard_logs"] is True
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    for name in ("config.json", "history.csv", "learning_curve.png", "final.weights.h5", "model.keras"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert keras.saving.load_model(run_dir / "model.keras", safe_mode=True).name == "resnet_lc20_16x4"
+
+
 def test_export_writes_a_complete_entry(published, run_dir):
     entry_dir = published / "tiny_lc"
     assert sorted(p.name for p in published.iterdir()) == ["tiny_lc"]  # no staging left

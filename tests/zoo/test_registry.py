@@ -107,8 +107,12 @@ def test_every_registered_model(name, cifar_test_images):
     _randomize_batchnorm(model)
     logits = np.asarray(model(images[:2], training=False))
     assert logits.shape == (2, classes) and np.all(np.isfinite(logits))
-    # The design invariant: the folded model (stock Keras layers) computes the same function.
-    assert rel_error(fold(model)(images[:2]), logits) <= 1e-5
+    # The design invariant: the folded model (stock Keras layers) computes the same function,
+    # on real CIFAR-10 images and on random inputs.
+    folded = fold(model)
+    assert rel_error(folded(images[:2]), logits) <= 1e-5
+    noise = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
+    assert rel_error(folded(noise), model(noise, training=False)) <= 1e-5
 
     # Parameter counts: learnable (all but BN moving statistics) and frozen (trainable).
     statistics = [v for v in model.weights if v.path.endswith(("moving_mean", "moving_variance"))]
