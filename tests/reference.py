@@ -11,6 +11,22 @@ def rel_error(actual, expected):
     return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
 
 
+def randomize_batchnorm(model, seed=0, mean_std=0.1, variance=(0.5, 1.5), beta_std=0.1):
+    """Moving statistics and affine parameters of every BatchNormalization (nested ones
+    included) away from the identity, so that folding them is really tested."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, mean_std, n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(*variance, n).astype("float32"))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            if layer.center:
+                layer.beta.assign(rng.normal(0, beta_std, n).astype("float32"))
+    return model
+
+
 def numpy_conv2d(x, w, strides=(1, 1), padding="same", dilation=(1, 1)):
     """Direct 2-D cross-correlation in float64, TensorFlow's padding convention."""
     x = np.asarray(x, dtype=np.float64)

@@ -9,22 +9,11 @@ import pytest
 
 from keras_lc import LCConv2D
 from keras_lc.fold import fold
-from tests.reference import rel_error
+from tests.reference import randomize_batchnorm, rel_error
 
 
-def _randomize_batchnorm(model, seed=0):
-    """Moving statistics and affine parameters far from the identity."""
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.3, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.3, 2.0, n).astype("float32"))
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            if layer.center:
-                layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
-    return model
+def _randomize_batchnorm(model):
+    return randomize_batchnorm(model, mean_std=0.3, variance=(0.3, 2.0), beta_std=0.2)
 
 
 def _mixed_model():

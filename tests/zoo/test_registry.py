@@ -9,7 +9,7 @@ import pytest
 
 from keras_lc import LCConv2D, fold, zoo
 from keras_lc.zoo import registry
-from tests.reference import rel_error
+from tests.reference import randomize_batchnorm, rel_error
 
 CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, LCConv2D)
 PREACTIVATION = {"wide_resnet", "wide_resnet28_10"}  # CIFAR WRNs: BN-ReLU-conv blocks
@@ -83,18 +83,6 @@ def _spatial_kernels(model):
     return kernels
 
 
-def _randomize_batchnorm(model, seed=0):
-    """BatchNormalization statistics and affine parameters away from the identity."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.1, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.1, n).astype("float32"))
-
-
 @pytest.mark.parametrize("name", zoo.list_models())
 def test_every_registered_model(name, cifar_test_images):
     images, _ = cifar_test_images
@@ -104,7 +92,7 @@ def test_every_registered_model(name, cifar_test_images):
         name, input_shape=(32, 32, 3), frozen_spatial=True, classifier_activation=None, seed=0
     )
     assert isinstance(model, keras.Model) and model.output_shape == (None, classes)
-    _randomize_batchnorm(model)
+    randomize_batchnorm(model)
     logits = np.asarray(model(images[:2], training=False))
     assert logits.shape == (2, classes) and np.all(np.isfinite(logits))
     # The design invariant: the folded model (stock Keras layers) computes the same function,
