@@ -319,11 +319,10 @@ class LCConv2D(keras.layers.Layer):
 
     def _composed_kernel(self):
         k_h, k_w = self.kernel_size
+        channels = self._channels()
         if self._resolved_implementation == "basis":
             flat = ops.matmul(self.basis, self.basis_coefficients)
-            channels = self.basis.shape[0] // (k_h * k_w)
         else:
-            channels = self.spatial_kernel.shape[2]
             flat = ops.matmul(
                 ops.reshape(self.spatial_kernel, (k_h * k_w * channels, self.spatial_filters)),
                 self.combination,
@@ -428,7 +427,7 @@ class LCConv2D(keras.layers.Layer):
         config = self.get_config()
         config["implementation"] = "composed"
         layer = LCConv2D.from_config(config)
-        channels = self.basis.shape[0] // (self.kernel_size[0] * self.kernel_size[1])
+        channels = self._channels()
         layer.build((None, None, None, channels))
         _, v = self._frozen_svd(channels)
         layer.combination.assign(
