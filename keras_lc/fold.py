@@ -4,7 +4,7 @@
 computing the same function as `model` in inference mode:
 
 - every layer with a `fold()` method (`LCConv2D`, and any keras_lc layer with
-  the same contract) becomes one `keras.layers.Conv2D`;
+  the same contract: `fold()` and `conv2d_config()`) becomes one `keras.layers.Conv2D`;
 - a `BatchNormalization` whose input is the output of a convolution
   (`Conv2D`, `DepthwiseConv2D` or a folded keras_lc layer) that nothing else
   consumes is folded into that convolution's kernel and bias, with the
@@ -94,12 +94,14 @@ def _conv_weights(layer):
 
 def _new_conv(layer, kernel, bias):
     """A built stock conv layer like `layer` carrying `kernel` and `bias`."""
-    template = layer if isinstance(layer, _CONV_TYPES) else layer.to_conv2d()
-    config = template.get_config()
-    config["use_bias"] = bias is not None
-    new = type(template).from_config(config)
-    depthwise = isinstance(template, keras.layers.DepthwiseConv2D)
-    new.build((None, None, None, kernel.shape[2] * (1 if depthwise else getattr(template, "groups", 1))))
+    if isinstance(layer, _CONV_TYPES):
+        config = layer.get_config()
+        config["use_bias"] = bias is not None
+        new = type(layer).from_config(config)
+    else:  # a keras_lc layer: the Conv2D it folds into
+        new = keras.layers.Conv2D(**layer.conv2d_config(bias is not None))
+    depthwise = isinstance(new, keras.layers.DepthwiseConv2D)
+    new.build((None, None, None, kernel.shape[2] * (1 if depthwise else getattr(new, "groups", 1))))
     dtype = layer.variable_dtype
     new.set_weights([kernel.astype(dtype)] + ([] if bias is None else [bias.astype(dtype)]))
     return new

@@ -396,19 +396,23 @@ class LCConv2D(keras.layers.Layer):
         dtype = self.variable_dtype
         return kernel.astype(dtype), None if bias is None else bias.astype(dtype)
 
-    def to_conv2d(self, name=None):
-        """A built `keras.layers.Conv2D` carrying the folded kernel and bias."""
-        kernel, bias = self.fold()
-        conv = keras.layers.Conv2D(
-            self.filters,
-            self.kernel_size,
+    def conv2d_config(self, use_bias, name=None):
+        """`keras.layers.Conv2D` arguments of the single convolution this block folds into."""
+        return dict(
+            filters=self.filters,
+            kernel_size=self.kernel_size,
             strides=self.strides,
             padding=self.padding,
             dilation_rate=self.dilation_rate,
-            use_bias=bias is not None,
+            use_bias=use_bias,
             name=name or self.name,
             dtype=self.dtype_policy,
         )
+
+    def to_conv2d(self, name=None):
+        """A built `keras.layers.Conv2D` carrying the folded kernel and bias."""
+        kernel, bias = self.fold()
+        conv = keras.layers.Conv2D(**self.conv2d_config(bias is not None, name))
         conv.build((None, None, None, kernel.shape[2]))
         conv.set_weights([kernel] if bias is None else [kernel, bias])
         return conv
