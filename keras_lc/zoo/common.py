@@ -45,15 +45,26 @@ def check_choice(value, name, choices):
 
 
 # ----------------------------------------------------------------- weights
-def pretrained_weights(arch):
+def pretrained_weights(arch, frozen_spatial=None):
     """{`weights=` value: `keras_lc.weights.PretrainedWeights`} published for `arch`.
 
     `arch` is a builder's default model name (the registry name for presets,
     e.g. `"resnet_lc20_16x128"`, `"resnet18_low_res"` for
     `resnet18(low_res=True)`); a manifest's `model` field must equal it.
+    With `frozen_spatial` given, only weights trained with that setting count
+    (ResNet-LC-20-16x128 is published both frozen and learnable, under the
+    same architecture name).
     """
     entries = weights_registry.published_weights().values()
-    return {entry.weights: entry for entry in entries if entry.model == arch}
+    return {
+        entry.weights: entry
+        for entry in entries
+        if entry.model == arch
+        and (
+            frozen_spatial is None
+            or entry.model_kwargs.get("frozen_spatial", frozen_spatial) == frozen_spatial
+        )
+    }
 
 
 def _is_weights_file(weights):
@@ -64,16 +75,21 @@ def _is_weights_file(weights):
     )
 
 
-def check_weights(weights, arch, include_top, classes):
-    """keras.applications' `weights` checks, against `arch`'s published weights."""
+def check_weights(weights, arch, include_top, classes, frozen_spatial=None):
+    """keras.applications' `weights` checks, against `arch`'s published weights.
+
+    Returns the `PretrainedWeights` entry `weights` names, or `None` for
+    `None` or a local file.
+    """
     if weights is None or _is_weights_file(weights):
-        return
-    published = pretrained_weights(arch)
+        return None
+    published = pretrained_weights(arch, frozen_spatial)
     if not isinstance(weights, str) or weights not in published:
         names = sorted(published) or "none published"
+        variant = "" if frozen_spatial is None else f" with frozen_spatial={frozen_spatial}"
         raise ValueError(
             "The `weights` argument should be either `None` (random initialization), "
-            f"the name of pretrained weights published for '{arch}' ({names}), "
+            f"the name of pretrained weights published for '{arch}'{variant} ({names}), "
             f"or the path to an existing {' or '.join(WEIGHTS_SUFFIXES)} file.  "
             f"Received: weights={weights!r}"
         )
@@ -84,12 +100,14 @@ def check_weights(weights, arch, include_top, classes):
             f"should be {entry.classes}.  Received classes={classes}"
         )
     entry.file(include_top)  # include_top=False needs the no-top file
+    return entry
 
 
-def load_weights(model, weights, arch, include_top=True):
+def load_weights(model, weights, arch, include_top=True, entry=None):
     """The one weights hook: `None`, a local file, or `arch`'s published weights.
 
-    Published weights load their no-top file into a model built with
+    Published weights (`entry`, from `check_weights`; looked up when not
+    given) load their no-top file into a model built with
     `include_top=False`. A file that does not fit the model (another
     architecture or other arguments) raises a ValueError saying so.
     """
@@ -98,7 +116,7 @@ def load_weights(model, weights, arch, include_top=True):
     if _is_weights_file(weights):
         path, expected = weights, "the model it was saved from"
     else:
-        entry = pretrained_weights(arch)[weights]
+        entry = entry or pretrained_weights(arch)[weights]
         path = weights_registry.fetch(entry, include_top=include_top)
         expected = f"{entry.model} built with {entry.model_kwargs}"
     try:
@@ -136,12 +154,16 @@ class ConvOptions:
 
     @classmethod
     def create(cls, seed=None, frozen_spatial=False, **kwargs):
+        """Validated options; `seed=None` stays open until `Application` resolves it."""
         check_bool(frozen_spatial, "frozen_spatial")
         if "expansion" in kwargs:
             _positive_int(kwargs["expansion"], "expansion")
-        return cls(seed=resolve_seed(seed), frozen_spatial=frozen_spatial, **kwargs)
+        seed = None if seed is None else resolve_seed(seed)
+        return cls(seed=seed, frozen_spatial=frozen_spatial, **kwargs)
 
     def seed_for(self, name):
+        if self.seed is None:
+            raise RuntimeError("ConvOptions.seed is unresolved: use Application(...).options.")
         return layer_seed(self.seed, name)
 
 
@@ -230,6 +252,10 @@ class Application:
     Args:
         arch: Architecture name (the builder's default model name), the key
             of its published weights.
+        options: The builder's `ConvOptions`. `app.options` is the same with
+            the seed resolved: the given one, else the seed of the published
+            weights named by `weights` (their frozen kernels are defined by
+            it), else a fresh draw.
         default_size: Default input height/width with `include_top=True`.
         min_size: Smallest accepted input height/width.
         The other arguments are keras.applications'.
@@ -239,6 +265,7 @@ class Application:
         self,
         arch,
         *,
+        options,
         include_top,
         weights,
         input_tensor,
@@ -260,8 +287,19 @@ class Application:
         if include_top:
             _positive_int(classes, "classes")
         self.classes = classes
-        check_weights(weights, arch, include_top, classes)
+        self.entry = check_weights(weights, arch, include_top, classes, options.frozen_spatial)
         self.weights = weights
+        seed = options.seed
+        published_seed = self.entry.model_kwargs.get("seed") if self.entry else None
+        if published_seed is not None:
+            if seed not in (None, published_seed):
+                raise ValueError(
+                    f"The weights {weights!r} of '{arch}' were trained from seed={published_seed}, "
+                    "which defines their seeded (frozen) kernels: pass seed=None or "
+                    f"seed={published_seed}. Received: seed={seed}"
+                )
+            seed = published_seed
+        self.options = dataclasses.replace(options, seed=resolve_seed(seed))
         self.pooling = check_choice(pooling, "pooling", POOLINGS)
         self.classifier_activation = _check_activation(classifier_activation, weights)
         if name is not None and (not isinstance(name, str) or not name):
@@ -283,8 +321,9 @@ class Application:
             return self.input_tensor
         return keras.Input(shape=self.input_shape, name="input")
 
-    def model(self, image_input, features, options):
+    def model(self, image_input, features):
         """The head on `features`, the functional model, and its weights."""
+        options = self.options
         x = features
         if self.include_top:
             x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -298,7 +337,7 @@ class Application:
             sources = keras.utils.get_source_inputs(self.input_tensor)
             inputs = sources[0] if len(sources) == 1 else sources
         model = keras.Model(inputs, x, name=self.name)
-        return load_weights(model, self.weights, self.arch, self.include_top)
+        return load_weights(model, self.weights, self.arch, self.include_top, self.entry)
 
 
 def _dense(classes, activation, features, options):

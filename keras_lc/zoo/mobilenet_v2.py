@@ -101,6 +101,7 @@ def mobilenet_v2(
     arch = "mobilenet_v2" + ("" if alpha == 1 else f"_{alpha:g}") + ("_low_res" if low_res else "")
     app = Application(
         arch,
+        options=ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial),
         include_top=include_top,
         weights=weights,
         input_tensor=input_tensor,
@@ -112,7 +113,7 @@ def mobilenet_v2(
         default_size=32 if low_res else 224,
         min_size=8 if low_res else 32,
     )
-    options = ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial)
+    options = app.options
     inputs = app.input()
     stem = make_divisible(32 * alpha)
     x = conv_bn(inputs, stem, 3, 1 if low_res else 2, options, "stem", activation="relu6")
@@ -127,4 +128,4 @@ def mobilenet_v2(
             index += 1
     head = 1280 if alpha <= 1.0 else make_divisible(1280 * alpha)
     x = conv_bn(x, head, 1, 1, options, "head", activation="relu6")
-    return app.model(inputs, x, options)
+    return app.model(inputs, x)

@@ -98,11 +98,12 @@ def build_resnet(
     arch = f"{arch}_low_res" if low_res else arch
     app = Application(
         arch,
+        options=ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial),
         default_size=32 if low_res else 224,
         min_size=8 if low_res else 32,
         **application,
     )
-    options = ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial)
+    options = app.options
     inputs = app.input()
     stride = 1 if low_res else 2
     if deep:
@@ -123,7 +124,7 @@ def build_resnet(
                 x = bottleneck_block(x, planes * 4, width, strides, kind, options, prefix)
             else:
                 x = basic_block(x, planes, 3, strides, kind, options, prefix)
-    return app.model(inputs, x, options)
+    return app.model(inputs, x)
 
 
 _DOC = """{title}.

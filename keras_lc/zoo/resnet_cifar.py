@@ -44,7 +44,8 @@ def _build(arch, depth, width, kernel_size, shortcut, options, application, shar
     width = _positive_int(width, "width")
     kernel_size = _positive_int(kernel_size, "kernel_size")
     check_choice(shortcut, "shortcut", SHORTCUTS[:2])
-    app = Application(arch, default_size=32, min_size=4, **application)
+    app = Application(arch, options=options, default_size=32, min_size=4, **application)
+    options = app.options
     inputs = app.input()
     if shared_spatial:
         options = _shared_bank_options(options, width, int(inputs.shape[-1]))
@@ -55,7 +56,7 @@ def _build(arch, depth, width, kernel_size, shortcut, options, application, shar
             strides = 2 if stage > 1 and block == 1 else 1
             prefix = f"stage{stage}_block{block}"
             x = basic_block(x, filters, kernel_size, strides, shortcut, options, prefix)
-    return app.model(inputs, x, options)
+    return app.model(inputs, x)
 
 
 def _shared_bank_options(options, width, in_channels):

@@ -92,6 +92,7 @@ def wide_resnet(
     options = ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial)
     app = Application(
         f"wide_resnet{depth}_{width}",
+        options=options,
         include_top=include_top,
         weights=weights,
         input_tensor=input_tensor,
@@ -103,6 +104,7 @@ def wide_resnet(
         default_size=32,
         min_size=4,
     )
+    options = app.options
     inputs = app.input()
     x = conv(16, 3, 1, "stem_conv", options)(inputs)
     for stage in range(1, 4):
@@ -112,7 +114,7 @@ def wide_resnet(
             x = _preact_block(x, filters, strides, dropout_rate, options, f"stage{stage}_block{block}")
     x = batch_norm("final_bn")(x)
     x = relu(x, "relu", "final_relu")
-    return app.model(inputs, x, options)
+    return app.model(inputs, x)
 
 
 wide_resnet28_10 = register_preset(wide_resnet, "wide_resnet28_10", depth=28, width=10)

@@ -20,7 +20,7 @@ BAD_ARGUMENTS = [
     (
         zoo.resnet20,
         {"weights": "imagenet"},
-        r"published for 'resnet20' \(none published\).*Received: weights='imagenet'",
+        r"published for 'resnet20' with frozen_spatial=False \(none published\).*Received: weights='imagenet'",
     ),
     (
         zoo.resnet20,
@@ -180,15 +180,47 @@ def test_pretrained_weights_hook(resnet8_weights, monkeypatch, tmp_path):
     message = r"If using `weights='demo'` with `include_top=True`, `classes` should be 10.  Received classes=100"
     with pytest.raises(ValueError, match=message):
         zoo.resnet_cifar(depth=8, width=4, weights="demo", classes=100)
-    with pytest.raises(ValueError, match=r"published for 'resnet8_4' \(\['demo'\]\)"):
+    with pytest.raises(ValueError, match=r"published for 'resnet8_4' with frozen_spatial=False \(\['demo'\]\)"):
         zoo.resnet_cifar(depth=8, width=4, weights="other")
-    with pytest.raises(ValueError, match=r"published for 'resnet8' \(none published\)"):
+    with pytest.raises(ValueError, match=r"published for 'resnet8'.* \(none published\)"):
         zoo.resnet_cifar(depth=8, width=16, weights="demo")  # another architecture
     cached.write_bytes(b"corrupted")  # the registry's sha256 check guards the hook
     monkeypatch.delenv("KERAS_LC_WEIGHTS_URL", raising=False)
     with pytest.raises(ValueError, match="'resnet8_4_demo' are not shipped with this installation"):
         zoo.resnet_cifar(depth=8, width=4, weights="demo")
     assert not cached.exists()
+
+
+def test_published_weights_pick_variant_and_seed(monkeypatch, tmp_path):
+    """Frozen and learnable weights of one architecture are told apart by
+    `frozen_spatial`, and `seed=None` adopts the published seed (the frozen
+    kernels are defined by it)."""
+    entries = {}
+    references = {}
+    for frozen, seed in ((True, 11), (False, 12)):
+        reference = zoo.resnet_lc(depth=8, width=4, expansion=2, frozen_spatial=frozen, seed=seed)
+        path = tmp_path / f"lc8_{frozen}.weights.h5"
+        reference.save_weights(path)
+        references[frozen] = reference
+        entry = keras_lc.weights.PretrainedWeights(
+            name=f"lc8_{frozen}", model="resnet_lc8_4x2",
+            model_kwargs={"depth": 8, "width": 4, "expansion": 2, "frozen_spatial": frozen, "seed": seed},
+            weights="demo", dataset="cifar10", classes=10, file_name=str(path),
+            sha256=sha256_of(path), top1=0.1, top1_folded=0.1, epochs=0, recipe="-", command="-",
+            trainable_params=0, total_params=0,
+        )
+        entries[entry.name] = entry
+    monkeypatch.setattr(keras_lc.weights, "published_weights", lambda: dict(entries))
+    monkeypatch.setattr(keras_lc.weights, "fetch", lambda entry, include_top=True: entry.file_name)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    for frozen in (True, False):
+        model = zoo.resnet_lc(depth=8, width=4, expansion=2, frozen_spatial=frozen, weights="demo")
+        layer = model.get_layer("stem_conv")
+        assert layer.seed == references[frozen].get_layer("stem_conv").seed
+        assert layer.spatial_trainable is not frozen
+        np.testing.assert_array_equal(model(x, training=False), references[frozen](x, training=False))
+    with pytest.raises(ValueError, match=r"trained from seed=11.*pass seed=None or seed=11. Received: seed=3"):
+        zoo.resnet_lc(depth=8, width=4, expansion=2, seed=3, weights="demo")
 
 
 def test_head_pooling_and_input_tensor():
