@@ -399,6 +399,10 @@ def _export_parser(subparsers):
     parser.add_argument("--test-per-class", type=_positive_int, metavar="N",
                         help="image folders: measure on N test images per class (default: the run's)")
     parser.add_argument("--batch-size", type=_positive_int, default=256)
+    parser.add_argument("--paper-top1", type=float, metavar="FRACTION",
+                        help="the paper's top-1 for this configuration (e.g. 0.9189), shown beside ours")
+    parser.add_argument("--hardware", metavar="TEXT",
+                        help="the machine it trained on (default: what the run recorded)")
     return parser
 
 
@@ -409,7 +413,7 @@ def _export_run(args):
 
     try:
         entry = export_run(args.run, args.name, args.zoo_dir, args.weights_tag, args.data_dir,
-                           args.test_per_class, args.batch_size)
+                           args.test_per_class, args.batch_size, args.paper_top1, args.hardware)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(json.dumps({k: v for k, v in dataclasses.asdict(entry).items()

@@ -55,6 +55,11 @@ class PretrainedWeights:
         url: Base URL the files are published under (`None`: not published
             online); a mirror given by `base_url=` or `$KERAS_LC_WEIGHTS_URL`
             takes precedence.
+        paper_top1: The paper's top-1 (fraction) for this configuration, or
+            `None` when the paper tabulates none.
+        hardware: The machine it was trained on.
+        builder: The registered builder `model_kwargs` are for (`None`:
+            `model`); `keras_lc.zoo.load_published` calls it.
     """
 
     name: str
@@ -75,6 +80,9 @@ class PretrainedWeights:
     notop_file_name: str = None
     notop_sha256: str = None
     url: str = None
+    paper_top1: float = None
+    hardware: str = None
+    builder: str = None
 
     @classmethod
     def from_json(cls, path):

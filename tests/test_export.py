@@ -53,7 +53,7 @@ def test_export_writes_a_complete_entry(published, run_dir):
     assert entry.command.startswith("keras-lc train --model resnet_lc20 --expansion 4")
     assert abs(entry.top1 - entry.top1_folded) <= 0.01 and 0 <= entry.top1 <= 1
     card = (entry_dir / "MODEL_CARD.md").read_text()
-    assert "Not the paper's full 75-epoch recipe" in card and entry.sha256 in card
+    assert "Not the paper's full recipe**: 1 epochs instead of 75" in card and entry.sha256 in card
     assert f"{entry.top1:.2%}" in card
     with h5py.File(entry_dir / "tiny_lc.weights.h5") as f:  # compact: no frozen kernel stored
         names = []
@@ -126,3 +126,47 @@ def test_analyze_reads_a_training_run(run_dir, tmp_path, cifar_archive):
     assert 0 <= report["robustness"]["clean_accuracy"] <= 1
     assert report["robustness"]["robust_accuracy"] <= report["robustness"]["clean_accuracy"] + 0.05
     assert len(list(out.glob("*.png"))) >= 3
+
+
+def test_learned_lc_kernels_are_reexpressed_on_the_seeded_ones(tmp_path, cifar_test_images):
+    """A learnable LC model ships as A + seed: loaded into the learnable model it
+    computes the trained function, with the seed's spatial kernels."""
+    import numpy as np
+
+    from keras_lc.export import reexpress_on_seeds
+    from keras_lc.layers import LCConv2D
+
+    x, _ = cifar_test_images
+    kwargs = {"depth": 8, "width": 4, "expansion": 16, "frozen_spatial": False, "seed": 1,
+              "classifier_activation": None}
+    config = {"model": {"name": "resnet_lc", "kwargs": kwargs}}
+    rng = np.random.default_rng(0)
+
+    def trained_model(**kwargs):
+        model = zoo.resnet_lc(**kwargs)
+        for layer in model.layers:  # stand-in for training: move every learned kernel
+            if isinstance(layer, LCConv2D) and layer.spatial_trainable:
+                kernel = keras.ops.convert_to_numpy(layer.spatial_kernel)
+                layer.spatial_kernel.assign(kernel + rng.normal(0, 0.1, kernel.shape).astype("float32"))
+        return model
+
+    trained = trained_model(**kwargs)
+    twin, twin_kwargs = reexpress_on_seeds(config, trained)
+    assert twin_kwargs["implementation"] == "basis" and twin_kwargs["frozen_spatial"] is True
+    twin.save_weights(tmp_path / "small.weights.h5")
+    trained.save_weights(tmp_path / "full.weights.h5")
+    small, full = ((tmp_path / n).stat().st_size for n in ("small.weights.h5", "full.weights.h5"))
+    assert small < full / 4, (small, full)
+    loaded = zoo.resnet_lc(**kwargs)
+    loaded.load_weights(tmp_path / "small.weights.h5")
+    assert rel_error(loaded.predict_on_batch(x[:32]), trained.predict_on_batch(x[:32])) <= 1e-5
+    layer = loaded.get_layer("stem_conv")
+    assert layer.spatial_trainable
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.spatial_kernel), layer._seed_kernel())
+    for name in ("stage1_block1_conv1", "stage3_block1_conv2"):
+        np.testing.assert_allclose(loaded.get_layer(name).fold()[0], trained.get_layer(name).fold()[0],
+                                   rtol=1e-4, atol=1e-6)
+    few = dict(kwargs, expansion=1)  # c_out * E < k*k*c_in: not representable, so not re-expressed
+    assert reexpress_on_seeds({"model": {"name": "resnet_lc", "kwargs": few}}, trained_model(**few)) is None
+    frozen = dict(kwargs, frozen_spatial=True)  # nothing learned to re-express
+    assert reexpress_on_seeds({"model": {"name": "resnet_lc", "kwargs": frozen}}, trained_model(**frozen)) is None

@@ -33,6 +33,7 @@ from keras_lc.training.callbacks import (
 from keras_lc.training.recipe import Recipe
 from keras_lc.training.strategy import (
     batchnorm_layers,
+    describe_hardware,
     get_strategy,
     resolve_strategy_name,
     strategy_name_of,
@@ -314,6 +315,7 @@ def train(
             "lc_implementations": implementations,
             "strategy": strategy_name,
             "replicas": replicas,
+            "hardware": describe_hardware(),
             "mixed_precision_policy": keras.mixed_precision.global_policy().name,
             "xla": bool(model.jit_compile),
             "batchnorm_synchronized": synced,

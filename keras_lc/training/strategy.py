@@ -26,6 +26,26 @@ import os
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 
+def describe_hardware():
+    """One line naming the machine a run trains on: CPU model and cores, GPUs."""
+    import platform
+
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = [
+        tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
+    accelerators = ", ".join(gpus) if gpus else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({cpu}), {accelerators}"
+
+
 def _tf_config_workers():
     raw = os.environ.get("TF_CONFIG")
     if not raw:

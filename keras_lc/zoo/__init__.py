@@ -1,12 +1,14 @@
 """The model zoo: the architectures the paper studies, as keras.applications-style builders.
 
-`list_models(pattern)` names them, `get_model(name, **kwargs)` builds one.
+`list_models(pattern)` names them, `get_model(name, **kwargs)` builds one,
+`load_published(name)` builds a published model with its weights.
 Every builder takes keras.applications' arguments plus `frozen_spatial` and
 `seed` (LC builders also `expansion`, `kernel_size`, `implementation`).
 """
 
+from keras_lc.zoo.common import load_published
 from keras_lc.zoo.mobilenet_v2 import mobilenet_v2
-from keras_lc.zoo.registry import get_model, list_models, register_model, register_preset
+from keras_lc.zoo.registry import get_builder, get_model, list_models, register_model, register_preset
 from keras_lc.zoo.resnet import resnet18, resnet18d, resnet34, resnet50, resnet50d, resnet101
 from keras_lc.zoo.resnet_cifar import (
     resnet20,
@@ -26,7 +28,9 @@ from keras_lc.zoo.resnet_cifar import (
 from keras_lc.zoo.wide_resnet import wide_resnet, wide_resnet28_10, wide_resnet50_2
 
 __all__ = [
+    "get_builder",
     "get_model",
+    "load_published",
     "list_models",
     "mobilenet_v2",
     "register_model",

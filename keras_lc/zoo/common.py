@@ -18,6 +18,7 @@ the same function.
 """
 
 import dataclasses
+import difflib
 import os
 from typing import Callable
 
@@ -65,6 +66,42 @@ def pretrained_weights(arch, frozen_spatial=None):
             or entry.model_kwargs.get("frozen_spatial", frozen_spatial) == frozen_spatial
         )
     }
+
+
+def load_published(name, include_top=True, **overrides):
+    """The published model `name` (a `keras-lc export` name) built with its weights.
+
+    Calls the manifest's builder with its `model_kwargs` (the arguments the
+    model was trained with: e.g. `classifier_activation=None`, logits) updated
+    by `overrides`, and `weights=` its tag; `include_top=False` gives the
+    backbone (the no-top file).
+
+    Example:
+
+    >>> import keras_lc
+    >>> sorted(keras_lc.weights.published_weights())[:1]
+    ['resnet20_16_cifar10']
+    >>> model = keras_lc.zoo.load_published("resnet20_16_cifar10")
+    >>> model.output_shape
+    (None, 10)
+    """
+    from keras_lc.zoo.registry import get_model
+
+    published = weights_registry.published_weights()
+    if name not in published:
+        close = difflib.get_close_matches(str(name), list(published), n=3, cutoff=0.5)
+        raise ValueError(
+            f"No published model is named {name!r}"
+            + (f"; did you mean one of {close}?" if close else ".")
+            + f" Published: {sorted(published) or 'none'}."
+        )
+    entry = published[name]
+    kwargs = dict(entry.model_kwargs, weights=entry.weights, include_top=include_top)
+    if not include_top:
+        kwargs.pop("classes", None)
+        kwargs.pop("classifier_activation", None)
+    kwargs.update(overrides)
+    return get_model(entry.builder or entry.model, **kwargs)
 
 
 def _is_weights_file(weights):

@@ -79,6 +79,18 @@ def list_models(pattern="*"):
     return sorted(n for n in _BUILDERS if fnmatch.fnmatchcase(n, pattern))
 
 
+def get_builder(name):
+    """The builder registered as `name`; an unknown name's error lists close matches."""
+    if name not in _BUILDERS:
+        close = difflib.get_close_matches(str(name), list(_BUILDERS), n=5, cutoff=0.5)
+        hint = f" Did you mean one of {close}?" if close else ""
+        raise ValueError(
+            f"Unknown model name {name!r}.{hint} `keras_lc.zoo.list_models()` lists "
+            f"all {len(_BUILDERS)} registered models."
+        )
+    return _BUILDERS[name]
+
+
 def get_model(name, **kwargs):
     """Builds the registered model `name` with the builder's keyword arguments.
 
@@ -89,11 +101,4 @@ def get_model(name, **kwargs):
     >>> model.count_params()
     271098
     """
-    if name not in _BUILDERS:
-        close = difflib.get_close_matches(str(name), list(_BUILDERS), n=5, cutoff=0.5)
-        hint = f" Did you mean one of {close}?" if close else ""
-        raise ValueError(
-            f"Unknown model name {name!r}.{hint} `keras_lc.zoo.list_models()` lists "
-            f"all {len(_BUILDERS)} registered models."
-        )
-    return _BUILDERS[name](**kwargs)
+    return get_builder(name)(**kwargs)
