@@ -11,7 +11,8 @@ from keras_lc.initializers import TorchUniform
 from keras_lc.layers import LCConv2D
 from keras_lc import zoo
 from keras_lc.surgery import freeze_spatial, lcify
+from keras_lc.surgery import refocus
 
 __version__ = "0.1.0"
 
-__all__ = ["LCConv2D", "freeze_spatial", "lcify", "zoo", "analysis", "fold", "TorchUniform", "initializers", "layers", "__version__"]
+__all__ = ["LCConv2D", "freeze_spatial", "lcify", "refocus", "zoo", "analysis", "fold", "TorchUniform", "initializers", "layers", "__version__"]

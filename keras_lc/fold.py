@@ -3,12 +3,18 @@
 `fold(model)` returns a new functional model made only of stock Keras layers,
 computing the same function as `model` in inference mode:
 
-- every layer with a `fold()` method (`LCConv2D`, and any keras_lc layer with
-  the same contract: `fold()` and `conv2d_config()`) becomes one `keras.layers.Conv2D`;
+- every layer with a `fold()` method becomes one stock convolution. The
+  contract such a layer (`LCConv2D`, `SharedLCConv2D`, `RefocusConv2D`)
+  fulfils: `fold() -> (kernel, bias or None)` as NumPy arrays in the layout
+  of the layer it folds into; `conv2d_config(use_bias, name=None)`, that
+  layer's constructor arguments; and optionally `folded_layer_class`, that
+  layer's class: `keras.layers.Conv2D` when absent, or
+  `keras.layers.DepthwiseConv2D` (kernel `(kh, kw, channels, multiplier)`);
 - a `BatchNormalization` whose input is the output of a convolution
-  (`Conv2D`, `DepthwiseConv2D` or a folded keras_lc layer) that nothing else
-  consumes is folded into that convolution's kernel and bias, with the
-  BatchNormalization's own epsilon and moving statistics;
+  (`Conv2D`, `DepthwiseConv2D` or a keras_lc layer with `fold()`, depthwise
+  ones included) that nothing else consumes is folded into that
+  convolution's kernel and bias, with the BatchNormalization's own epsilon
+  and moving statistics;
 - every other layer is copied with its weights.
 """
 
@@ -17,6 +23,13 @@ import keras
 from keras_lc import fold_math
 
 _CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+
+def _folded_class(layer):
+    """The stock class `layer` becomes: its own, or a keras_lc layer's `folded_layer_class`."""
+    if isinstance(layer, _CONV_TYPES):
+        return type(layer)
+    return getattr(layer, "folded_layer_class", keras.layers.Conv2D)
 
 
 class _Skip:
@@ -31,7 +44,12 @@ def _is_stock(layer):
 
 
 def _is_foldable_producer(layer):
-    return hasattr(layer, "fold") or isinstance(layer, _CONV_TYPES)
+    """A convolution whose output a following BatchNorm can be folded into:
+    its own activation must be linear (a BN after a fused ReLU cannot move in
+    front of it)."""
+    if isinstance(layer, _CONV_TYPES):
+        return layer.activation in (None, keras.activations.linear)
+    return hasattr(layer, "fold")
 
 
 def _channels_last_bn(layer):
@@ -98,8 +116,8 @@ def _new_conv(layer, kernel, bias):
         config = layer.get_config()
         config["use_bias"] = bias is not None
         new = type(layer).from_config(config)
-    else:  # a keras_lc layer: the Conv2D it folds into
-        new = keras.layers.Conv2D(**layer.conv2d_config(bias is not None))
+    else:  # a keras_lc layer: the stock convolution it folds into
+        new = _folded_class(layer)(**layer.conv2d_config(bias is not None))
     depthwise = isinstance(new, keras.layers.DepthwiseConv2D)
     new.build((None, None, None, kernel.shape[2] * (1 if depthwise else getattr(new, "groups", 1))))
     dtype = layer.variable_dtype
@@ -110,7 +128,7 @@ def _new_conv(layer, kernel, bias):
 def _fold_pair(layer, bn):
     kernel, bias = _conv_weights(layer)
     scale, shift = fold_math.batchnorm_layer_scale_shift(bn)
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
+    if issubclass(_folded_class(layer), keras.layers.DepthwiseConv2D):
         k_h, k_w, channels, multiplier = kernel.shape
         flat, bias = fold_math.fold_batchnorm(
             kernel.reshape(k_h, k_w, 1, channels * multiplier), bias, scale, shift

@@ -1,10 +1,12 @@
-"""Operations on any Keras model: freeze its spatial convolutions, or LC-ify them.
+"""Operations on any Keras model: freeze its spatial convolutions, LC-ify or refocus them.
 
 `freeze_spatial` makes every k x k (k > 1) convolution a frozen random one, as
 the paper trains off-the-shelf architectures; `lcify` replaces every k x k
 `Conv2D` by an equivalent-shape `LCConv2D` (the paper's ResNet-LC construction
-applied to any model). Both work on functional and sequential models,
-including nested ones. They also own the two rules the zoo's builders share
+applied to any model); `refocus` makes every k x k `Conv2D` and every
+`DepthwiseConv2D` of a trained model a `RefocusConv2D` on its kernel (RefConv).
+All work on functional and sequential models, including nested ones. The
+module also owns the two rules the zoo's builders share
 with them: how a layer's seed is derived from a model seed (`layer_seed`) and
 which initializer a frozen random kernel gets (`spatial_initializer`).
 """
@@ -17,6 +19,7 @@ import numpy as np
 
 from keras_lc.initializers import STREAM_SPATIAL, TorchUniform, _check_seed
 from keras_lc.layers.lc_conv2d import IMPLEMENTATIONS, LCConv2D, _positive_int
+from keras_lc.layers.refocus_conv2d import RefocusConv2D
 
 
 def layer_seed(seed, key):
@@ -239,22 +242,40 @@ def _lc_replacement(conv, settings, seed):
 
 
 def _lcify(model, settings, seed, prefix):
+    def replace(layer, key):
+        if is_spatial_conv(layer):
+            return _lc_replacement(layer, settings, layer_seed(seed, key))
+        return None
+
+    return _rebuild(model, replace, prefix, [])
+
+
+def _rebuild(model, replace, prefix, replaced):
+    """A copy of `model` in which `replace(layer, key)` substitutes layers.
+
+    `replace` returns the new layer for `layer` (key 'outer/inner' for
+    nested models), or `None` to keep a copy of it with its weights. A
+    replaced layer's fused activation becomes an `Activation` layer named
+    `<name>_activation` right after the replacement. Every `(old, new)` pair
+    of replaced layers is appended to `replaced` (new layers are built once
+    this returns).
+    """
     copied = []  # (old, new) layers whose weights carry over
-    activations = {}  # id(new LCConv2D) -> Activation layer for the replaced conv's activation
+    activations = {}  # id(replacement) -> Activation layer for the replaced layer's activation
 
     def clone(layer):
         key = prefix + layer.name
         if isinstance(layer, keras.Model):
-            return _lcify(layer, settings, seed, key + "/")
-        if is_spatial_conv(layer):
-            replacement = _lc_replacement(layer, settings, layer_seed(seed, key))
-            if replacement is not None:
-                activation = layer.get_config()["activation"]
-                if activation != "linear":
-                    activations[id(replacement)] = keras.layers.Activation(
-                        activation, name=f"{layer.name}_activation"
-                    )
-                return replacement
+            return _rebuild(layer, replace, key + "/", replaced)
+        replacement = replace(layer, key)
+        if replacement is not None:
+            activation = layer.get_config().get("activation", "linear")
+            if activation not in ("linear", None):
+                activations[id(replacement)] = keras.layers.Activation(
+                    activation, name=f"{layer.name}_activation"
+                )
+            replaced.append((layer, replacement))
+            return replacement
         new = layer.__class__.from_config(layer.get_config())
         copied.append((layer, new))
         return new
@@ -285,4 +306,85 @@ def _lcify(model, settings, seed, prefix):
         )
     for old, new in copied:
         new.set_weights(old.get_weights())
+    return new_model
+
+
+def _refocus_replacement(layer, zero_init, refocus_kernel_size):
+    """The `RefocusConv2D` for a spatial `Conv2D` or a `DepthwiseConv2D`, or `None`."""
+    depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+    if not (depthwise or is_spatial_conv(layer)) or layer.data_format == "channels_first":
+        return None
+    # The map may not exceed the kernel: per axis the largest odd size <= both.
+    size = tuple(min(refocus_kernel_size, k - 1 + k % 2) for k in layer.kernel_size)
+    return RefocusConv2D(
+        None if depthwise else layer.filters,
+        layer.kernel_size,
+        strides=layer.strides,
+        padding=layer.padding,
+        dilation_rate=layer.dilation_rate,
+        groups=1 if depthwise else layer.groups,
+        depthwise=depthwise,
+        depth_multiplier=layer.depth_multiplier if depthwise else 1,
+        use_bias=layer.use_bias,
+        refocus_kernel_size=size,
+        zero_init=zero_init,
+        name=layer.name,
+        dtype=layer.dtype_policy,
+    )
+
+
+def refocus(model, zero_init=True, refocus_kernel_size=3):
+    """A copy of `model` whose spatial convolutions are refocused (RefConv).
+
+    Every `Conv2D` with a kernel larger than 1x1 and every `DepthwiseConv2D`
+    (channels_last) becomes a `RefocusConv2D` with the same name, shape
+    arguments and bias flag, whose frozen basis W_b is the layer's kernel
+    (copied bit for bit) and whose bias is the layer's bias; only the
+    refocusing map W_r (and the bias) of these layers train. With
+    `zero_init=True` W_r starts at zero, so the new model computes exactly
+    the original's outputs. The map is `refocus_kernel_size` square, cut per
+    axis to the largest odd size that fits the kernel (a 1x1 depthwise
+    kernel gets a 1x1 map; a 1x7 kernel a 1x3 one). A fused activation
+    becomes an `Activation` layer named `<name>_activation` right after it.
+    Every other layer (1x1 convolutions, BatchNormalization, dense, ...) is
+    cloned with its weights, trainable as it was; nested models are
+    included. `keras_lc.fold` turns the result back into plain `Conv2D` /
+    `DepthwiseConv2D` layers. The replaced layers' regularizers and
+    constraints are not carried over.
+
+    Args:
+        model: A built functional or sequential `keras.Model`.
+        zero_init: Start W_r at zero (`False`: PyTorch's default uniform).
+        refocus_kernel_size: Odd positive int, the map's size (the paper's 3).
+
+    Returns:
+        A new `keras.Model` (the input model is not changed).
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+    ...                           keras.layers.DepthwiseConv2D(3), keras.layers.Conv2D(2, 1)])
+    >>> refocused = refocus(model)
+    >>> [type(layer).__name__ for layer in refocused.layers]
+    ['RefocusConv2D', 'RefocusConv2D', 'Conv2D']
+    >>> x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    >>> bool(np.array_equal(refocused(x), model(x)))
+    True
+    """
+    _check_model(model)
+    zero_init = _check_bool(zero_init, "zero_init")
+    size = _positive_int(refocus_kernel_size, "refocus_kernel_size")
+    if size % 2 == 0:
+        raise ValueError(
+            f"`refocus_kernel_size` must be odd. Received: refocus_kernel_size={refocus_kernel_size!r}"
+        )
+    replaced = []
+    new_model = _rebuild(
+        model, lambda layer, key: _refocus_replacement(layer, zero_init, size), "", replaced
+    )
+    for old, new in replaced:
+        new.basis_kernel.assign(old.kernel)
+        if old.use_bias:
+            new.bias.assign(old.bias)
     return new_model

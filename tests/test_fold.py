@@ -128,3 +128,40 @@ def test_fold_keras_applications_mobilenet_v2():
     assert not any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
     x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
     assert rel_error(folded(x), model(x)) <= 1e-5
+
+
+def test_fold_refocus_conv2d_into_conv2d_and_depthwise_with_batchnorm(cifar_test_images):
+    """RefocusConv2D folds into Conv2D (grouped, dilated) or DepthwiseConv2D (multiplier 2), BN included."""
+    from keras_lc.layers import RefocusConv2D
+
+    inputs = keras.Input((32, 32, 3))
+    x = RefocusConv2D(8, 3, use_bias=False, zero_init=False, name="ref_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn_conv")(x)
+    x = RefocusConv2D(8, 5, dilation_rate=2, groups=2, zero_init=False, name="ref_grouped")(x)
+    x = RefocusConv2D(None, 3, strides=2, depthwise=True, depth_multiplier=2, zero_init=False, name="ref_dw")(x)
+    x = keras.layers.BatchNormalization(name="bn_dw")(x)
+    model = _randomize_batchnorm(keras.Model(inputs, keras.layers.ReLU()(x)))
+    model.get_layer("ref_dw").bias.assign(np.linspace(-1, 1, 16).astype("float32"))
+    folded = fold(model)
+    kinds = [(type(l).__name__, l.name) for l in folded.layers]
+    assert kinds == [("InputLayer", kinds[0][1]), ("Conv2D", "ref_conv"), ("Conv2D", "ref_grouped"),
+                     ("DepthwiseConv2D", "ref_dw"), ("ReLU", kinds[-1][1])]
+    assert folded.get_layer("ref_grouped").groups == 2 and folded.get_layer("ref_dw").depth_multiplier == 2
+    x, _ = cifar_test_images
+    expected = np.asarray(model(x, training=False))
+    assert rel_error(folded(x, training=False), expected) <= 1e-5
+    assert rel_error(fold(model, fold_batchnorm=False)(x, training=False), expected) <= 1e-5
+
+
+def test_batchnorm_after_a_fused_activation_is_not_folded(cifar_test_images):
+    """conv(activation=relu) -> BN: the BN stays (folding it into the kernel
+    would apply it before the ReLU)."""
+    x, _ = cifar_test_images
+    inputs = keras.Input((32, 32, 3))
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
+    y = keras.layers.BatchNormalization(name="bn")(y)
+    model = keras.Model(inputs, y)
+    randomize_batchnorm(model, np.random.default_rng(0))
+    folded = fold(model)
+    assert [type(l).__name__ for l in folded.layers] == ["InputLayer", "Conv2D", "BatchNormalization"]
+    assert rel_error(folded.predict_on_batch(x[:16]), model.predict_on_batch(x[:16])) <= 1e-5

@@ -4,10 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_lc import LCConv2D, freeze_spatial, lcify
+from keras_lc import LCConv2D, fold, freeze_spatial, lcify, refocus, zoo
 from keras_lc.initializers import torch_uniform
-from keras_lc.surgery import FreezeSummary, layer_seed
-from tests.reference import rel_error
+from keras_lc.layers import RefocusConv2D
+from keras_lc.surgery import FreezeSummary, count_trainable_params, layer_seed
+from tests.reference import randomize_batchnorm, rel_error
 
 
 def _trainable(model):
@@ -207,3 +208,146 @@ def test_lcify_nested_functional_model(cifar_test_images):
     kernel, _ = conv.fold()
     backbone.get_layer("conv").set_weights([kernel])
     assert rel_error(model(x[:4]), lc(x[:4])) <= 1e-5
+
+
+# ------------------------------------------------------------------ refocus
+def _trained_like(model, seed=0):
+    """Random non-zero weights everywhere (kernels, biases, BatchNorm statistics), as after training."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, 0.2, variable.shape).astype("float32"))
+    return randomize_batchnorm(model, seed=seed)
+
+
+def _small_model():
+    """3x3 conv with bias and fused ReLU; strided 3x3 conv + BN; depthwise (x2) + BN; 1x1; dense."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv_b")(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn_b")(x))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, use_bias=False, name="dw")(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="bn_dw")(x))
+    x = keras.layers.Conv2D(16, 1, name="pointwise")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return _trained_like(keras.Model(inputs, keras.layers.Dense(10, name="head")(x)))
+
+
+def _refocused_layers(model):
+    return {l.name: l for l in model._flatten_layers(include_self=False) if isinstance(l, RefocusConv2D)}
+
+
+def _assert_refocus_copies(model, refocused):
+    """W_b is each replaced layer's kernel bit for bit; every other layer keeps its weights."""
+    layers = _refocused_layers(refocused)
+    for old in model.layers:
+        new = refocused.get_layer(old.name)
+        if old.name in layers:
+            np.testing.assert_array_equal(new.basis_kernel, old.kernel)
+            assert new.use_bias == old.use_bias and (not old.use_bias or np.array_equal(new.bias, old.bias))
+            assert not np.any(np.asarray(new.refocus_kernel)) and not new.basis_kernel.trainable
+        else:
+            assert type(new) is type(old)
+            assert all(np.array_equal(a, b) for a, b in zip(new.get_weights(), old.get_weights()))
+
+
+def test_refocus_small_model_starts_exactly_at_the_original(cifar_test_images):
+    x, _ = cifar_test_images
+    model = _small_model()
+    refocused = refocus(model)
+    assert [(type(l).__name__, l.name) for l in refocused.layers[1:5]] == [
+        ("RefocusConv2D", "conv_a"), ("Activation", "conv_a_activation"),
+        ("RefocusConv2D", "conv_b"), ("BatchNormalization", "bn_b"),
+    ]
+    assert sorted(_refocused_layers(refocused)) == ["conv_a", "conv_b", "dw"]  # not the 1x1
+    assert refocused.get_layer("dw").depthwise and refocused.get_layer("dw").refocus_kernel.shape == (3, 3, 16, 16)
+    _assert_refocus_copies(model, refocused)
+    np.testing.assert_array_equal(refocused(x, training=False), model(x, training=False))
+    # zero_init=False starts elsewhere: the map is PyTorch-default random.
+    moved = refocus(model, zero_init=False)
+    assert rel_error(moved(x[:16], training=False), model(x[:16], training=False)) > 0.01
+
+
+@pytest.mark.parametrize(
+    "name,arguments,replaced",
+    [
+        ("mobilenet_v2", dict(alpha=0.35, low_res=True), 1 + 17),  # stem + 17 depthwise
+        ("resnet20", dict(), 19),  # every 3x3 conv
+    ],
+)
+def test_refocus_zoo_models_start_exactly_at_the_original(name, arguments, replaced, cifar_test_images):
+    x, _ = cifar_test_images
+    model = _trained_like(zoo.get_model(name, input_shape=(32, 32, 3), classes=10, seed=0, **arguments))
+    refocused = refocus(model)
+    spatial = [l for l in model.layers if isinstance(l, keras.layers.DepthwiseConv2D) or (
+        isinstance(l, keras.layers.Conv2D) and max(l.kernel_size) > 1)]
+    assert len(_refocused_layers(refocused)) == len(spatial) == replaced
+    _assert_refocus_copies(model, refocused)
+    np.testing.assert_array_equal(refocused(x[:64], training=False), model(x[:64], training=False))
+
+
+def test_refocus_fine_tune_keeps_the_basis_and_folds_back(cifar_train_images, cifar_test_images, tmp_path):
+    images, labels = cifar_train_images
+    x, _ = cifar_test_images
+    model = _small_model()
+    refocused = refocus(model)
+    layers = _refocused_layers(refocused)
+    # Trainable: the maps (9 per 3x3 kernel; a dense 16 -> 16 map for the depthwise layer), the
+    # bias of conv_a, BatchNorm, 1x1 and head; not the basis kernels.
+    maps = 9 * (3 * 8 + 8 * 8) + 9 * 16 * 16
+    others = 8 + 2 * (8 + 16) + (16 * 16 + 16) + (16 * 10 + 10)
+    assert count_trainable_params(refocused) == maps + others == 3_594
+    before = {v.path: np.array(v) for v in refocused.weights}
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    refocused.compile(keras.optimizers.SGD(0.05, momentum=0.9), loss)
+    refocused.fit(images[:128], labels[:128], batch_size=32, epochs=1, verbose=0)
+    for name, layer in layers.items():
+        np.testing.assert_array_equal(layer.basis_kernel, model.get_layer(name).kernel)  # bit-identical
+        assert np.abs(np.asarray(layer.refocus_kernel)).max() > 1e-4, name  # learned from zero
+    assert not np.array_equal(refocused.get_layer("bn_dw").gamma, before[refocused.get_layer("bn_dw").gamma.path])
+    expected = np.asarray(refocused(x, training=False))
+    assert rel_error(expected, model(x, training=False)) > 1e-3  # the function did change
+    for fold_batchnorm in (True, False):
+        folded = fold(refocused, fold_batchnorm=fold_batchnorm)
+        assert rel_error(folded(x, training=False), expected) <= 1e-5
+    assert all(type(l).__module__.startswith("keras.") for l in folded.layers)
+    folded = fold(refocused)
+    kinds = {l.name: type(l).__name__ for l in folded.layers}
+    assert kinds["conv_a"] == kinds["conv_b"] == "Conv2D" and kinds["dw"] == "DepthwiseConv2D"
+    assert not {"bn_b", "bn_dw"} & set(kinds)
+    path = tmp_path / "folded.keras"
+    folded.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert rel_error(loaded(x, training=False), expected) <= 1e-5
+
+
+def test_refocus_sequential_and_nested(cifar_test_images):
+    x, _ = cifar_test_images
+    inner_input = keras.Input((16, 16, 8))
+    inner = keras.Model(inner_input, keras.layers.DepthwiseConv2D(1, name="dw1x1")(inner_input), name="inner")
+    model = _trained_like(keras.Sequential([
+        keras.Input((32, 32, 3)),
+        keras.layers.Conv2D(8, (3, 1), strides=2, padding="same", name="conv"),
+        inner,
+        keras.layers.GlobalAveragePooling2D(),
+    ]))
+    refocused = refocus(model, refocus_kernel_size=5)
+    assert isinstance(refocused, keras.Sequential)
+    conv, dw = refocused.get_layer("conv"), refocused.get_layer("inner").get_layer("dw1x1")
+    assert conv.refocus_kernel_size == (3, 1) and dw.refocus_kernel_size == (1, 1)  # cut to the kernel
+    assert dw.refocus_kernel.shape == (1, 1, 8, 8)  # a 1x1 depthwise kernel: its channels' scales mixed
+    np.testing.assert_array_equal(dw.basis_kernel, inner.get_layer("dw1x1").kernel)
+    np.testing.assert_array_equal(refocused(x[:8], training=False), model(x[:8], training=False))
+
+
+def test_refocus_bad_arguments():
+    with pytest.raises(ValueError, match="`model` must be a functional or sequential `keras.Model`. Received: model=3"):
+        refocus(3)
+    with pytest.raises(ValueError, match="Received: model=<RefocusConv2D"):
+        refocus(RefocusConv2D(4, 3))
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)])
+    with pytest.raises(ValueError, match="`zero_init` must be a bool. Received: zero_init='yes'"):
+        refocus(model, zero_init="yes")
+    with pytest.raises(ValueError, match="`refocus_kernel_size` must be odd. Received: refocus_kernel_size=2"):
+        refocus(model, refocus_kernel_size=2)
+    with pytest.raises(ValueError, match="positive integer. Received: refocus_kernel_size=0"):
+        refocus(model, refocus_kernel_size=0)
