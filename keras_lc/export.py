@@ -171,6 +171,10 @@ into stock Keras layers (loads with `safe_mode=True` without keras-lc).
 | training form | {_percent(entry.paper_top1) if entry.paper_top1 is not None else "not tabulated"} | {_percent(entry.top1)} |
 | folded (one conv per block, BatchNorm folded) | - | {_percent(entry.top1_folded)} |
 
+On the check slice (the first {entry.slice_per_class} test images of each class,
+{measured['slice']['test_examples']:,} images, re-measured by the test suite): training form
+{_percent(entry.slice_top1)}, folded {_percent(entry.slice_top1_folded)}.
+
 {note}
 Largest relative difference of the folded outputs from the training form's on a batch:
 {measured['fold_relative_error']:.1e}.
@@ -220,13 +224,16 @@ def _builder_kwargs(config):
 
 
 def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
-               test_per_class=None, batch_size=256, paper_top1=None, hardware=None):
+               test_per_class=None, batch_size=256, paper_top1=None, hardware=None,
+               slice_per_class=100):
     """Publish `run_dir` as `zoo_dir/name/`; returns the manifest's `PretrainedWeights`.
 
     The accuracy recorded is measured on the published file loaded back into a
     fresh model, as users get it. `paper_top1` (fraction) is the paper's
     figure for the configuration, shown beside ours; `hardware` overrides the
-    run's recorded machine.
+    run's recorded machine. The first `slice_per_class` test images of each
+    class are a check slice whose top-1 the manifest records too, for tests
+    to re-measure quickly.
     """
     import keras_lc
     from keras_lc import zoo
@@ -265,6 +272,8 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
         measured = compare_forms(reloaded, folded, test, batch_size)
         if reexpressed:
             measured["trained"] = compare_forms(model, folded, test, batch_size)
+        check = load_dataset(dataset, "test", data_dir or config.get("data_dir"), per_class=slice_per_class)
+        measured["slice"] = compare_forms(reloaded, folded, check, batch_size)
         folded.save(staging / f"{name}_folded.keras")
         folded.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
         entry = PretrainedWeights(
@@ -278,7 +287,8 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
             command=config.get("command", ""), trainable_params=counts["trainable"],
             total_params=counts["trainable"] + counts["non_trainable"],
             paper_top1=paper_top1, hardware=hardware or summary.get("hardware"),
-            builder=config["model"]["name"],
+            builder=config["model"]["name"], slice_top1=measured["slice"]["top1"],
+            slice_top1_folded=measured["slice"]["top1_folded"], slice_per_class=slice_per_class,
         )
         (staging / "manifest.json").write_text(entry.to_json())
         files = {f: (staging / f, sha256_of(staging / f) if (staging / f).is_file() else "(folder)")

@@ -60,6 +60,11 @@ class PretrainedWeights:
         hardware: The machine it was trained on.
         builder: The registered builder `model_kwargs` are for (`None`:
             `model`); `keras_lc.zoo.load_published` calls it.
+        slice_top1: Top-1 of the training form on the fixed check slice: the
+            first `slice_per_class` test images of each class (what the test
+            suite re-measures).
+        slice_top1_folded: The same for the folded model.
+        slice_per_class: Test images per class in the check slice.
     """
 
     name: str
@@ -83,6 +88,9 @@ class PretrainedWeights:
     paper_top1: float = None
     hardware: str = None
     builder: str = None
+    slice_top1: float = None
+    slice_top1_folded: float = None
+    slice_per_class: int = None
 
     @classmethod
     def from_json(cls, path):
