@@ -161,8 +161,9 @@ solution, so continued training starts from the same function but other factors.
 """
     return f"""# {name}
 
-`keras_lc.zoo.load_published({name!r})`, or `keras_lc.zoo.get_model({entry.model!r},
-weights={entry.weights!r}{_variant(entry)})`, loads these weights (offline: they ship with keras-lc); `{name}_folded.keras` is the same network folded
+`keras_lc.zoo.load_published({name!r})` or
+`keras_lc.zoo.get_model({entry.model!r}, weights={entry.weights!r}{_variant(entry)})`
+loads these weights (offline: they ship with keras-lc); `{name}_folded.keras` is the same network folded
 into stock Keras layers (loads with `safe_mode=True` without keras-lc).
 
 ## Accuracy (CIFAR-10 test set, {measured['test_examples']:,} images, measured by `keras-lc export`)
@@ -176,6 +177,7 @@ On the check slice (the first {entry.slice_per_class} test images of each class,
 {_percent(entry.slice_top1)}, folded {_percent(entry.slice_top1_folded)}.
 
 {note}
+
 Largest relative difference of the folded outputs from the training form's on a batch:
 {measured['fold_relative_error']:.1e}.
 {reexpression}
