@@ -9,6 +9,7 @@ installed wheel as it does from a source checkout. Everything else
 """
 
 import json
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -22,9 +23,11 @@ class BuildPyWithPublishedWeights(build_py):
 
     def run(self):
         super().run()
+        published = Path(self.build_lib) / "keras_lc" / "published"
+        shutil.rmtree(published, ignore_errors=True)  # no stale model from an earlier build
         for manifest in sorted(ZOO.glob("*/manifest.json")):
             entry = json.loads(manifest.read_text(encoding="utf-8"))
-            target = Path(self.build_lib) / "keras_lc" / "published" / manifest.parent.name
+            target = published / manifest.parent.name
             self.mkpath(str(target))
             for name in ("manifest.json", entry["file_name"], entry.get("notop_file_name")):
                 if name:
