@@ -1,25 +1,39 @@
-"""Quickstart: train a frozen-random LC network briefly on real CIFAR-10, fold it, measure.
+"""Quickstart: a published frozen-random ResNet-LC, folded into plain convolutions.
 
-    python examples/quickstart.py [--data PATH] [--expansion 16] [--steps 20]
+    python examples/quickstart.py [--model NAME] [--data-dir PATH] [--batch-size N]
 
-1. builds ResNet-LC-20-16xE with frozen random spatial kernels (basis form:
-   under SGD it trains exactly like the paper's two-stage form, at the cost of
-   a plain convolution);
-2. trains it a few SGD steps on real CIFAR-10 training images;
-3. loads the same weights into the paper's two-stage form and folds the model
-   into plain Conv2D layers (BatchNorm folded too);
-4. prints the fold error on real test images, the accuracy of both forms and
-   the inference latency of each form measured side by side.
+1. loads the published model NAME (default resnet_lc20_16x128_frozen_cifar10:
+   ResNet-LC-20-16x128, whose 3x3 filters stay at their seeded random values
+   while 1x1 linear combinations of them learned) with
+   `keras_lc.zoo.load_published(NAME)`, that is `keras_lc.zoo.get_model(builder,
+   weights="cifar10", **the arguments it was trained with)`, and prints its card
+   figures;
+2. folds it into stock Keras layers (`keras_lc.fold`) and checks that both forms
+   give the same logits on the 100 real CIFAR-10 test images shipped with the
+   package (`keras_lc.samples`); exit code 1 if the largest relative error
+   exceeds 1e-4;
+3. classifies those images with both forms;
+4. measures the inference latency of both forms side by side, at batch 1 and
+   at --batch-size;
+5. with --data-dir (the CIFAR-10 archive cifar10-jpeg.tar.gz or its unpacked
+   folder), evaluates both forms on the whole test split.
 
-`--data` is the CIFAR-10 image-folder archive (cifar10-jpeg.tar.gz) or its
-unpacked folder; it is unpacked once into ~/.cache/keras_lc ($KERAS_LC_CACHE).
+Nothing is downloaded: the weights and the sample images ship with keras-lc.
+Images are normalized by `keras_lc.data.make_pipeline`, as in training.
 """
 
-import argparse
 import os
+
+# One BLAS thread. Loading frozen LC weights computes an SVD of each seeded spatial kernel with
+# NumPy; on a few busy cores a multi-threaded OpenBLAS contends with TensorFlow's thread pool
+# (ResNet-LC-20-16x128 on 2 cores: ~8 s instead of ~2 min). Set before NumPy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import inspect
+import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,89 +42,156 @@ import numpy as np
 
 import keras_lc
 from keras_lc import data, zoo
+from keras_lc.samples import cifar10_test_sample
+from keras_lc.weights import published_weights
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+DEFAULT_MODEL = "resnet_lc20_16x128_frozen_cifar10"
+FOLD_TOLERANCE = 1e-4
+RECIPE_FIELDS = ("optimizer", "learning_rate", "schedule", "batch_size", "momentum",
+                 "weight_decay", "weight_decay_mode", "label_smoothing", "augment")
 
 
-def latency_ms(model, x, repeats=5):
-    """Median wall time of `predict_on_batch` (compiled inference), after a warm-up."""
-    model.predict_on_batch(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return int(text)
+
+
+def lc_form(entry, implementation):
+    """`{"implementation": implementation}` if `entry`'s builder makes LC models, else `{}`.
+
+    The LCConv2D form changes the cost, never the function.
+    """
+    builder = zoo.get_builder(entry.builder or entry.model) if entry else None
+    return {"implementation": implementation} if builder and "implementation" in inspect.signature(
+        builder).parameters else {}
+
+
+def interleaved_latency_ms(models, x, rounds=7):
+    """{name: median ms of `predict_on_batch(x)`}, the models timed in turn each round, after a warm-up."""
+    for model in models.values():
+        model.predict_on_batch(x)  # trace and compile
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.predict_on_batch(x)
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+def max_relative_error(actual, expected):
+    """Largest per-image relative error (L2 over the logits of each image)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    return float(np.max(np.linalg.norm(actual - expected, axis=1) / np.linalg.norm(expected, axis=1)))
+
+
+def evaluate(models, loaded, batch_size):
+    """`(labels, {name: outputs})` of each model on a `LoadedDataset`, through the evaluation pipeline."""
+    pipeline = data.make_pipeline(loaded, training=False, batch_size=batch_size)
+    labels = np.concatenate([np.argmax(y, axis=-1) for _, y in pipeline])  # also fills its cache
+    return labels, {name: model.predict(pipeline) for name, model in models.items()}
+
+
+def describe(entry, model):
+    kwargs = json.dumps(entry.model_kwargs, sort_keys=True)
+    try:
+        recipe = json.loads(entry.recipe)
+        recipe = ", ".join(f"{k} {recipe[k]}" for k in RECIPE_FIELDS if k in recipe)
+    except (ValueError, TypeError):
+        recipe = entry.recipe
+    forms = sorted({layer.resolved_implementation for layer in model.layers
+                    if hasattr(layer, "resolved_implementation")})
+    print(f"{entry.name}: keras_lc.zoo.load_published({entry.name!r}), i.e. keras_lc.zoo.get_model("
+          f"{entry.builder or entry.model!r}, weights={entry.weights!r}, **{kwargs})")
+    print(f"  card: test top-1 {entry.top1:.2%} (training form), {entry.top1_folded:.2%} (folded) "
+          f"on {entry.dataset}, {entry.epochs} epochs")
+    print(f"  recipe: {recipe}")
+    layers = f"LCConv2D layers, {', '.join(forms)} form" if forms else "plain Conv2D layers"
+    print(f"  {entry.trainable_params:,} trainable parameters, {entry.total_params:,} in all; "
+          f"training form (unfolded): {layers}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("KERAS_LC_CIFAR10", str(DEFAULT_DATA)),
-                        help="CIFAR-10 image-folder archive or folder (default: %(default)s)")
-    parser.add_argument("--expansion", type=int, default=16, help="E, spatial filters per output channel")
-    parser.add_argument("--steps", type=int, default=20, help="SGD steps of batch --batch-size")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--latency-batch", type=int, default=64, help="batch size for the latency measurement")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="published model name (default: %(default)s)")
+    parser.add_argument("--data-dir", help="CIFAR-10 archive or folder: also evaluate on the test split")
+    parser.add_argument("--test-per-class", type=positive_int,
+                        help="with --data-dir: only the first N test images of each class")
+    parser.add_argument("--batch-size", type=positive_int, default=128,
+                        help="latency and evaluation batch (default: %(default)s)")
+    parser.add_argument("--implementation", default="composed", choices=("auto", "two_stage", "composed", "basis"),
+                        help="LCConv2D form of the unfolded LC model (default: %(default)s, one convolution "
+                             "per block; the frozen models trained in 'basis', the same function)")
+    parser.add_argument("--rounds", type=positive_int, default=7,
+                        help="interleaved latency rounds (default: %(default)s)")
     args = parser.parse_args(argv)
-    if not Path(args.data).exists():
-        parser.error(f"CIFAR-10 not found at '{args.data}'; pass --data PATH (cifar10-jpeg.tar.gz or its folder)")
+    if args.data_dir and not Path(args.data_dir).exists():
+        print(f"quickstart: error: --data-dir '{args.data_dir}' does not exist", file=sys.stderr)
+        return 2
+    try:
+        entry = published_weights().get(args.model)  # None: load_published's error lists the names
+        # = keras_lc.zoo.get_model(builder, weights=entry.weights, **entry.model_kwargs): the
+        # arguments it was trained with, seed included
+        model = zoo.load_published(args.model, **lc_form(entry, args.implementation))
+    except (ValueError, OSError) as error:
+        print(f"quickstart: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    describe(entry, model)
+    folded = keras_lc.fold(model)
+    forms = {"training form": model, "folded": folded}
 
-    keras.utils.set_random_seed(0)
-    per_class = -(-args.steps * args.batch_size // 10)
-    train_x, train_y, classes = data.load_image_folder(args.data, "train", per_class=per_class)
-    test_x, test_y, _ = data.load_image_folder(args.data, "test", per_class=50)
-    train_x, test_x = data.normalize(train_x), data.normalize(test_x)
-    order = np.random.default_rng(0).permutation(len(train_y))
-    train_x, train_y = train_x[order], train_y[order]
-    print(f"CIFAR-10 from {args.data}: {len(train_y)} training and {len(test_y)} test images")
+    sample = cifar10_test_sample()  # normalized by the evaluation pipeline, in one batch
+    x, onehot = next(iter(data.make_pipeline(sample.loaded_dataset(entry.dataset), training=False,
+                                             batch_size=len(sample.labels))))
+    x, labels = x.numpy(), np.argmax(onehot, axis=-1)
+    outputs = {name: form.predict(x, verbose=0) for name, form in forms.items()}
+    error = max_relative_error(outputs["folded"], outputs["training form"])
+    verdict = "OK" if error <= FOLD_TOLERANCE else "FAILED"
+    print(f"\nfold check: largest relative error of the folded logits over the {len(labels)} shipped "
+          f"test images: {error:.1e} (tolerance {FOLD_TOLERANCE:.0e}) {verdict}")
+    if error > FOLD_TOLERANCE:
+        return fold_failed(error)
+    correct = {name: int(np.sum(np.argmax(out, -1) == labels)) for name, out in outputs.items()}
+    print("sample accuracy: " + ", ".join(f"{name} {n}/{len(labels)} = {n / len(labels):.1%}"
+                                          for name, n in correct.items()))
+    logits = outputs["folded"]
+    softmax = entry.model_kwargs.get("classifier_activation") == "softmax"
+    probabilities = logits if softmax else keras.ops.convert_to_numpy(keras.ops.softmax(logits))
+    print("a few predictions (folded):")
+    for i in range(0, len(labels), 13):
+        predicted = int(np.argmax(logits[i]))
+        print(f"  {sample.files[i]:<26} true {sample.class_names[labels[i]]:<10} predicted "
+              f"{sample.class_names[predicted]:<10} {probabilities[i, predicted]:6.1%}"
+              f"{'' if predicted == labels[i] else '  (wrong)'}")
 
-    build = dict(expansion=args.expansion, frozen_spatial=True, seed=0, classifier_activation=None)
-    model = zoo.resnet_lc20(implementation="basis", **build)
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    print(f"ResNet-LC-20-16x{args.expansion}: {trainable:,} trainable parameters, "
-          f"{frozen:,} frozen (random spatial basis and BatchNorm statistics)")
-    history = model.fit(train_x, train_y, batch_size=args.batch_size, epochs=1, verbose=2)
-    print(f"trained {args.steps} steps: loss {history.history['loss'][-1]:.3f}")
+    print(f"\ninference latency, median of {args.rounds} interleaved predict_on_batch calls after a warm-up:")
+    for batch in sorted({1, args.batch_size}):
+        ms = interleaved_latency_ms(forms, np.resize(x, (batch, *x.shape[1:])), args.rounds)
+        print(f"  batch {batch:>4}: training form {ms['training form']:8.1f} ms, folded {ms['folded']:8.1f} ms, "
+              f"folded/training {ms['folded'] / ms['training form']:.2f}x "
+              f"(folded {ms['training form'] / ms['folded']:.1f}x as fast)")
 
-    # The same weights in the paper's two-stage form (the file converts A -> C).
-    paper_form = zoo.resnet_lc20(implementation="two_stage", **build)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "lc.weights.h5")
-        model.save_weights(path)
-        paper_form.load_weights(path)
-    folded = keras_lc.fold(paper_form)
-
-    logits = model.predict(test_x, verbose=0)
-    folded_logits = folded.predict(test_x, verbose=0)
-    paper_logits = paper_form.predict(test_x, verbose=0)
-    error = np.linalg.norm(folded_logits - logits) / np.linalg.norm(logits)
-    paper_error = np.linalg.norm(paper_logits - logits) / np.linalg.norm(logits)
-    accuracy = float(np.mean(np.argmax(logits, -1) == test_y))
-    folded_accuracy = float(np.mean(np.argmax(folded_logits, -1) == test_y))
-    print(f"relative error on {len(test_y)} real test images: two-stage vs basis {paper_error:.1e}, "
-          f"folded vs basis {error:.1e} (float32; tolerance 1e-5)")
-    print(f"test accuracy: training form {accuracy:.1%}, folded {folded_accuracy:.1%} (chance 10%)")
-    shown = np.linspace(0, len(test_y) - 1, 6).astype(int)  # one image from several classes
-    print("a few predictions (folded):", ", ".join(
-        f"{classes[p]}{'' if p == t else f' (true: {classes[t]})'}"
-        for p, t in zip(np.argmax(folded_logits[shown], -1), test_y[shown])))
-
-    x = test_x[: args.latency_batch]
-    forms = {"two-stage (paper)": paper_form, "basis (training)": model, "folded": folded}
-    times = {name: latency_ms(m, x) for name, m in forms.items()}
-    print(f"inference latency, batch {len(x)}, measured side by side:")
-    for name, ms in times.items():
-        print(f"  {name:<18} {ms:8.1f} ms   speed-up over two-stage {times['two-stage (paper)'] / ms:5.1f}x")
-    if error > 1e-5 or folded_accuracy != accuracy:
-        print("FOLD CHECK FAILED", file=sys.stderr)
-        return 1
+    if args.data_dir:
+        try:
+            test = data.load_dataset(entry.dataset, "test", args.data_dir, per_class=args.test_per_class)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"quickstart: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
+        print(f"\nevaluating both forms on {test.num_examples} {entry.dataset} test images from {test.source}")
+        test_labels, test_outputs = evaluate(forms, test, args.batch_size)
+        full_error = max_relative_error(test_outputs["folded"], test_outputs["training form"])
+        accuracy = {name: float(np.mean(np.argmax(out, -1) == test_labels)) for name, out in test_outputs.items()}
+        print(f"test top-1: training form {accuracy['training form']:.2%}, folded {accuracy['folded']:.2%} "
+              f"(card: {entry.top1:.2%}, {entry.top1_folded:.2%}); largest relative error {full_error:.1e}")
+        if full_error > FOLD_TOLERANCE:
+            return fold_failed(full_error)
     return 0
+
+
+def fold_failed(error):
+    print(f"quickstart: FOLD CHECK FAILED: relative error {error:.1e} > {FOLD_TOLERANCE:.0e}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

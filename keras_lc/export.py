@@ -183,7 +183,9 @@ Largest relative difference of the folded outputs from the training form's on a 
 {reexpression}
 ## Architecture
 Builder `{entry.model}` with `{json.dumps(entry.model_kwargs, sort_keys=True)}`:
-{entry.trainable_params:,} trainable parameters, {entry.total_params:,} in all (frozen included).
+{entry.trainable_params:,} trainable parameters, {entry.total_params:,} in all (frozen included),
+counted in the form it trained in (`implementation` above; the basis form trains A, k*k*c_in x
+c_out per block, as many values as a plain convolution's kernel).
 
 ## Training
 Dataset `{entry.dataset}` (`{config.get('data_dir')}`), {summary.get('epochs')} epochs,

@@ -3,7 +3,11 @@
 import os
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread: on 2 cores a multi-threaded OpenBLAS contends with TensorFlow's
+# own thread pool and the seeded kernels' SVDs run ~10x slower (set before NumPy loads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

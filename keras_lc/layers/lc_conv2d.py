@@ -81,8 +81,8 @@ class LCConv2D(keras.layers.Layer):
       RMSprop, ...) the training path differs** from the other forms, because
       their per-coordinate scaling is not invariant under the change of basis.
     - `"auto"`: `"two_stage"` when `intermediate` is set, otherwise
-      `"composed"` unless the input is so small that composing costs more
-      than it saves (output pixels per image < k*k*c_in).
+      `"composed"` unless composing the kernel costs more multiply-adds than
+      it saves on a single image (only for tiny inputs).
 
     Args:
         filters: Number of output channels.
@@ -205,9 +205,9 @@ class LCConv2D(keras.layers.Layer):
             return self.implementation
         if self.intermediate is not None:
             return "two_stage"
-        # Per image: two_stage costs P*(K*m + m*F); composed costs K*m*F once
-        # per batch plus P*K*F. With P >= K (= k*k*c_in) composed is never
-        # more expensive, whatever E; assume batch 1, the worst case for it.
+        # Multiply-adds per batch of B: two_stage B*P*(K*m + m*F); composed
+        # K*m*F (once) + B*P*K*F, with K = k*k*c_in, P output pixels. Decide
+        # for B = 1, the worst case for composed; it only gains with B.
         k_h, k_w = self.kernel_size
         reach = [
             conv_output_length(n, k, s, self.padding, d)
@@ -215,8 +215,10 @@ class LCConv2D(keras.layers.Layer):
         ]
         if None in reach:
             return "composed"
-        pixels = reach[0] * reach[1]
-        return "composed" if pixels >= k_h * k_w * int(input_shape[-1]) else "two_stage"
+        pixels, taps = reach[0] * reach[1], k_h * k_w * int(input_shape[-1])
+        m, f = self.spatial_filters, self.filters
+        composed = taps * m * f + pixels * taps * f
+        return "composed" if composed <= pixels * (taps * m + m * f) else "two_stage"
 
     def build(self, input_shape):
         channels = input_shape[-1]

@@ -1,0 +1,62 @@
+"""Shared by the example tests: the examples as modules and a scratch zoo with one published model."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_lc import zoo
+from keras_lc.data import sha256_of
+from keras_lc.export import backbone
+from keras_lc.training.run import parameter_counts
+from keras_lc.weights import PretrainedWeights
+from tests.reference import randomize_batchnorm
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+NAME = "tiny_lc20_frozen_cifar10"
+#: What `keras-lc train --model resnet_lc20 --frozen --implementation composed` records. Real
+#: frozen runs train (and publish) the basis form, whose loading computes an SVD per layer:
+#: the composed form keeps these tests free of that cost (the layer tests cover the conversion).
+KWARGS = {"classes": 10, "classifier_activation": None, "expansion": 1, "frozen_spatial": True,
+          "implementation": "composed", "input_shape": [32, 32, 3], "seed": 7}
+
+
+def load_example(name):
+    """`examples/NAME.py` as a module (its `main(argv)` runs the example in-process)."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def scratch_zoo(tmp_path_factory, cifar_test_images):
+    """A zoo folder holding NAME/ as `keras-lc export` writes it (manifest, full and no-top
+    weights, accuracy measured on real test images).
+
+    The model is ResNet-LC-20-16x1 (frozen) at its seed's initialization with BatchNorm
+    statistics and affine parameters moved away from the identity: it stands in for a
+    trained model (what the examples do does not depend on how well it classifies, and
+    its random features separate easy CIFAR-10 class pairs) at no training cost.
+    """
+    model = randomize_batchnorm(zoo.get_model("resnet_lc20", **KWARGS), seed=7)
+    folder = tmp_path_factory.mktemp("zoo") / NAME
+    folder.mkdir()
+    model.save_weights(folder / f"{NAME}.weights.h5")
+    backbone({"model": {"name": "resnet_lc20", "kwargs": KWARGS}}, model).save_weights(
+        folder / f"{NAME}_notop.weights.h5")
+    test_x, test_y = cifar_test_images
+    top1 = float(np.mean(np.argmax(model.predict(test_x, verbose=0), -1) == test_y))
+    counts = parameter_counts(model)
+    entry = PretrainedWeights(
+        name=NAME, model=model.name, model_kwargs=KWARGS, weights="cifar10", dataset="cifar10",
+        classes=10, file_name=f"{NAME}.weights.h5", sha256=sha256_of(folder / f"{NAME}.weights.h5"),
+        notop_file_name=f"{NAME}_notop.weights.h5",
+        notop_sha256=sha256_of(folder / f"{NAME}_notop.weights.h5"), top1=top1, top1_folded=top1,
+        epochs=0, recipe=json.dumps({"optimizer": "none: seeded initialization"}),
+        command="tests/examples/conftest.py", trainable_params=counts["trainable"],
+        total_params=counts["trainable"] + counts["non_trainable"])
+    (folder / "manifest.json").write_text(entry.to_json())
+    return folder.parent
