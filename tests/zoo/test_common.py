@@ -281,3 +281,9 @@ def test_conv_factory():
     assert not depthwise.trainable and 0.9 / 3 < bound <= 1 / 3
     bn = common.batch_norm("b")
     assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)
+
+
+def test_load_published_unknown_name_lists_close_matches():
+    with pytest.raises(ValueError, match=r"No published model is named 'resnet20_cifar10'; did you mean one of "
+                                         r"\['resnet20_16_cifar10'.*Published: \["):
+        zoo.load_published("resnet20_cifar10")
