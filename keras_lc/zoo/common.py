@@ -54,18 +54,17 @@ def pretrained_weights(arch, frozen_spatial=None):
     `resnet18(low_res=True)`); a manifest's `model` field must equal it.
     With `frozen_spatial` given, only weights trained with that setting count
     (ResNet-LC-20-16x128 is published both frozen and learnable, under the
-    same architecture name).
+    same architecture name). When two folders publish the same `weights=`
+    value, the first in the search order (`$KERAS_LC_ZOO` first) wins.
     """
-    entries = weights_registry.published_weights().values()
-    return {
-        entry.weights: entry
-        for entry in entries
-        if entry.model == arch
-        and (
+    found = {}
+    for entry in weights_registry.published_weights().values():  # search order: first wins
+        if entry.model == arch and (
             frozen_spatial is None
             or entry.model_kwargs.get("frozen_spatial", frozen_spatial) == frozen_spatial
-        )
-    }
+        ):
+            found.setdefault(entry.weights, entry)
+    return found
 
 
 def load_published(name, include_top=True, **overrides):

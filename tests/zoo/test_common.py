@@ -20,7 +20,7 @@ BAD_ARGUMENTS = [
     (
         zoo.resnet20,
         {"weights": "imagenet"},
-        r"published for 'resnet20' with frozen_spatial=False \(none published\).*Received: weights='imagenet'",
+        r"published for 'resnet20' with frozen_spatial=False \(\['cifar10'\]\).*Received: weights='imagenet'",
     ),
     (
         zoo.resnet20,
