@@ -41,6 +41,22 @@ def _pair(value, name):
     return tuple(int(v) for v in items)
 
 
+def _conv_geometry(kernel_size, strides, padding, dilation_rate):
+    """Validated `(kernel_size, strides, padding, dilation_rate)` of a 2-D convolution
+    (pairs of positive ints, lower-case padding), with Keras' error messages."""
+    kernel_size = _pair(kernel_size, "kernel_size")
+    pair_strides, pair_dilation = _pair(strides, "strides"), _pair(dilation_rate, "dilation_rate")
+    if max(pair_strides) > 1 and max(pair_dilation) > 1:
+        raise ValueError(
+            "`strides > 1` is not compatible with `dilation_rate > 1`. "
+            f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
+        )
+    padding_key = padding.lower() if isinstance(padding, str) else padding
+    if padding_key not in PADDINGS:
+        raise ValueError(f"`padding` must be one of {PADDINGS}. Received: padding={padding!r}")
+    return kernel_size, pair_strides, padding_key, pair_dilation
+
+
 def conv_output_length(length, kernel, stride, padding, dilation):
     """Output length of a convolution along one axis (`None` stays `None`)."""
     if length is None:
@@ -137,20 +153,9 @@ class LCConv2D(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = _positive_int(filters, "filters")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                "`strides > 1` is not compatible with `dilation_rate > 1`. "
-                f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
-            )
-        padding_key = padding.lower() if isinstance(padding, str) else padding
-        if padding_key not in PADDINGS:
-            raise ValueError(
-                f"`padding` must be one of {PADDINGS}. Received: padding={padding!r}"
-            )
-        self.padding = padding_key
+        self.kernel_size, self.strides, self.padding, self.dilation_rate = _conv_geometry(
+            kernel_size, strides, padding, dilation_rate
+        )
         self.expansion = _positive_int(expansion, "expansion")
         if not isinstance(spatial_trainable, (bool, np.bool_)):
             raise ValueError(

@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_lc import fold_math
-from keras_lc.layers.lc_conv2d import PADDINGS, _pair, _positive_int, conv_output_length
+from keras_lc.layers.lc_conv2d import _conv_geometry, _pair, _positive_int, conv_output_length
 
 
 def _check_bool(value, name):
@@ -157,18 +157,9 @@ class RefocusConv2D(keras.layers.Layer):
             self.filters = None
         else:
             self.filters = _positive_int(filters, "filters")
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate")
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                "`strides > 1` is not compatible with `dilation_rate > 1`. "
-                f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
-            )
-        padding_key = padding.lower() if isinstance(padding, str) else padding
-        if padding_key not in PADDINGS:
-            raise ValueError(f"`padding` must be one of {PADDINGS}. Received: padding={padding!r}")
-        self.padding = padding_key
+        self.kernel_size, self.strides, self.padding, self.dilation_rate = _conv_geometry(
+            kernel_size, strides, padding, dilation_rate
+        )
         self.groups = _positive_int(groups, "groups")
         if self.depthwise and self.groups != 1:
             raise ValueError(f"A depthwise RefocusConv2D takes groups=1. Received: groups={groups!r}")
