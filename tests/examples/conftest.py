@@ -60,3 +60,9 @@ def scratch_zoo(tmp_path_factory, cifar_test_images):
         total_params=counts["trainable"] + counts["non_trainable"])
     (folder / "manifest.json").write_text(entry.to_json())
     return folder.parent
+
+
+@pytest.fixture()
+def zoo_env(scratch_zoo, monkeypatch):
+    """The published-weights registry sees the scratch zoo first."""
+    monkeypatch.setenv("KERAS_LC_ZOO", str(scratch_zoo))

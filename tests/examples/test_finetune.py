@@ -18,11 +18,6 @@ def finetune():
     return load_example("finetune")
 
 
-@pytest.fixture()
-def zoo_env(scratch_zoo, monkeypatch):
-    monkeypatch.setenv("KERAS_LC_ZOO", str(scratch_zoo))
-
-
 def _published_backbone():
     kwargs = {k: v for k, v in KWARGS.items() if k not in ("classes", "classifier_activation")}
     kwargs["implementation"] = "composed"  # the example's default form

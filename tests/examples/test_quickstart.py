@@ -19,11 +19,6 @@ def quickstart():
     return load_example("quickstart")
 
 
-@pytest.fixture()
-def zoo_env(scratch_zoo, monkeypatch):
-    monkeypatch.setenv("KERAS_LC_ZOO", str(scratch_zoo))
-
-
 def _correct(model, images, labels):
     """Correct top-1 predictions, and the smallest gap between the two largest logits."""
     logits = model.predict(normalize(images), verbose=0)
