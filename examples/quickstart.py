@@ -42,6 +42,7 @@ import numpy as np
 
 import keras_lc
 from keras_lc import data, zoo
+from keras_lc.export import compare_forms
 from keras_lc.samples import cifar10_test_sample
 from keras_lc.weights import published_weights
 
@@ -84,13 +85,6 @@ def max_relative_error(actual, expected):
     """Largest per-image relative error (L2 over the logits of each image)."""
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     return float(np.max(np.linalg.norm(actual - expected, axis=1) / np.linalg.norm(expected, axis=1)))
-
-
-def evaluate(models, loaded, batch_size):
-    """`(labels, {name: outputs})` of each model on a `LoadedDataset`, through the evaluation pipeline."""
-    pipeline = data.make_pipeline(loaded, training=False, batch_size=batch_size)
-    labels = np.concatenate([np.argmax(y, axis=-1) for _, y in pipeline])  # also fills its cache
-    return labels, {name: model.predict(pipeline) for name, model in models.items()}
 
 
 def describe(entry, model):
@@ -179,11 +173,11 @@ def main(argv=None):
             print(f"quickstart: error: {' '.join(str(error).split())}", file=sys.stderr)
             return 2
         print(f"\nevaluating both forms on {test.num_examples} {entry.dataset} test images from {test.source}")
-        test_labels, test_outputs = evaluate(forms, test, args.batch_size)
-        full_error = max_relative_error(test_outputs["folded"], test_outputs["training form"])
-        accuracy = {name: float(np.mean(np.argmax(out, -1) == test_labels)) for name, out in test_outputs.items()}
-        print(f"test top-1: training form {accuracy['training form']:.2%}, folded {accuracy['folded']:.2%} "
-              f"(card: {entry.top1:.2%}, {entry.top1_folded:.2%}); largest relative error {full_error:.1e}")
+        measured = compare_forms(model, folded, test, args.batch_size)
+        full_error = measured["fold_relative_error"]
+        print(f"test top-1: training form {measured['top1']:.2%}, folded {measured['top1_folded']:.2%} "
+              f"(card: {entry.top1:.2%}, {entry.top1_folded:.2%}); largest relative error {full_error:.1e} "
+              "(per batch)")
         if full_error > FOLD_TOLERANCE:
             return fold_failed(full_error)
     return 0

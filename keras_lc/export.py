@@ -256,9 +256,8 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
     summary = _read_json(run_dir / "summary.json", f"'{run_dir}' has no summary.json: has the run finished?")
     config, model = load_run(run_dir)
     kwargs = _builder_kwargs(config)
-    dataset = config["data"]["dataset"]
-    test = load_dataset(dataset, "test", data_dir or config.get("data_dir"),
-                        per_class=test_per_class or config.get("test_per_class"))
+    dataset, data_dir = config["data"]["dataset"], data_dir or config.get("data_dir")
+    test = load_dataset(dataset, "test", data_dir, per_class=test_per_class or config.get("test_per_class"))
     folded = keras_lc.fold(model)
     reexpressed = reexpress_on_seeds(config, model)
     published, published_kwargs = reexpressed or (model, kwargs)
@@ -276,7 +275,7 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
         measured = compare_forms(reloaded, folded, test, batch_size)
         if reexpressed:
             measured["trained"] = compare_forms(model, folded, test, batch_size)
-        check = load_dataset(dataset, "test", data_dir or config.get("data_dir"), per_class=slice_per_class)
+        check = load_dataset(dataset, "test", data_dir, per_class=slice_per_class)
         measured["slice"] = compare_forms(reloaded, folded, check, batch_size)
         folded.save(staging / f"{name}_folded.keras")
         folded.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
