@@ -209,6 +209,9 @@ def _train_parser(subparsers):
                              "multiworker: cluster from TF_CONFIG (default: auto)")
     parser.add_argument("--no-validation", action="store_true",
                         help="skip the per-epoch test evaluation (final evaluation still runs)")
+    parser.add_argument("--validate-every", type=_positive_int, default=1, metavar="N",
+                        help="evaluate on the test split after every N-th epoch; the final "
+                             "weights are always evaluated (default: 1)")
     recipe_group = parser.add_argument_group("recipe (defaults: the paper's CIFAR recipe)")
     for field, flags, kwargs, text in _RECIPE_FLAGS:
         default = getattr(defaults, field)
@@ -281,7 +284,8 @@ def _train_run(args):
     }
     try:
         summary = train(build, train_data, test_data, args.out, recipe=recipe,
-                        strategy=args.strategy, config=config, validate=not args.no_validation)
+                        strategy=args.strategy, config=config, validate=not args.no_validation,
+                        validation_freq=args.validate_every)
     except RunDirectoryError as error:
         raise UsageError(str(error)) from None
     print(_report(summary))

@@ -384,29 +384,42 @@ def load_dataset(name, split, data_dir=None, download=False, per_class=None, off
 # --------------------------------------------------------------------------
 
 
-def _cifar_augment(images, pad=4):
-    """Per-image random crop of the zero-padded batch and random horizontal flip."""
+def augmentation_seed(seed, epoch, index):
+    """The stateless seed (an int64 pair) of example `index`'s augmentation in `epoch`.
+
+    Every random choice of the training pipeline (crop offsets, flips) is a
+    function of this pair alone, so a run resumed at any epoch draws exactly
+    the augmentations of an uninterrupted run. `seed`, `epoch` and `index` may
+    be Python ints or int64 tensors.
+    """
     import tensorflow as tf
 
-    shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
-    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    dy = tf.random.uniform([batch], 0, 2 * pad + 1, dtype=tf.int32)
-    dx = tf.random.uniform([batch], 0, 2 * pad + 1, dtype=tf.int32)
-    rows = dy[:, None] + tf.range(height)[None, :]
-    cols = dx[:, None] + tf.range(width)[None, :]
-    cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
-    flip = tf.random.uniform([batch, 1, 1, 1]) < 0.5
-    return tf.where(flip, tf.reverse(cropped, axis=[2]), cropped)
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(index, tf.int64))
 
 
-def _random_resized_crop(image, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
-    """Inception-style crop: random area fraction and aspect ratio, resized to `size`."""
+def _cifar_augment(image, key, pad=4):
+    """Zero-pad by `pad`, random crop back to the image's size, random horizontal flip.
+
+    Stateless: the crop offsets (uniform in [0, 2 * pad]) and the flip
+    (probability 1/2) are functions of `key` (see `augmentation_seed`).
+    """
     import tensorflow as tf
 
-    begin, crop, _ = tf.image.sample_distorted_bounding_box(
+    crop_key, flip_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    cropped = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_key)
+    return tf.image.stateless_random_flip_left_right(cropped, seed=flip_key)
+
+
+def _random_resized_crop(image, size, key, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """Inception-style crop: random area fraction and aspect ratio, resized to `size` (stateless)."""
+    import tensorflow as tf
+
+    begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=key,
         min_object_covered=0.0,
         aspect_ratio_range=ratio,
         area_range=scale,
@@ -478,6 +491,13 @@ def make_pipeline(
             does a run under a distribution strategy (for which Keras reads
             one batch before training, which would advance a reshuffling
             dataset). `None`: one epoch, reshuffled at every iteration.
+
+    Resume-exactness: the CIFAR crop offsets and flips and the ImageNet
+    crops and flips are stateless, each a function of `augmentation_seed(seed,
+    epoch, example index)`, so with `epochs` a run resumed at any epoch sees
+    exactly the batches of an uninterrupted one. Keras' `RandAugment`,
+    `MixUp` and `CutMix` (ImageNet, on request) draw from their own seeded
+    generators and restart with the process.
     """
     import keras
     import tensorflow as tf
@@ -507,31 +527,46 @@ def make_pipeline(
     if imagenet and augment and randaugment:
         num_ops, factor = randaugment
         randaug = keras.layers.RandAugment(value_range=(0, 255), num_ops=num_ops, factor=factor)
+    cifar_augment = augment and spec.augmentation == "cifar"
+    resize = not imagenet and spec.native_size != size
 
-    def per_image(image, label):  # ImageNet: crops differ in size before batching
-        if augment:
-            image = tf.image.random_flip_left_right(_random_resized_crop(image, size))
+    def per_image(image, label, key):  # before batching: ImageNet crops differ in size
+        if imagenet and augment:
+            crop_key, flip_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+            image = _random_resized_crop(image, size, crop_key)
+            image = tf.image.stateless_random_flip_left_right(image, seed=flip_key)
             if randaug is not None:
                 image = randaug(image)
-        else:
+        elif imagenet:
             image = _center_crop(image, size, crop_fraction)
+        elif cifar_augment:
+            if resize:
+                image = tf.image.resize(tf.cast(image, tf.float32), (size, size))
+            image = _cifar_augment(image, key)
         return image, label
 
     def batched(examples):
-        if imagenet:
+        if imagenet or cifar_augment:
             examples = examples.map(per_image, num_parallel_calls=autotune)
+        else:
+            examples = examples.map(lambda image, label, key: (image, label))
         return examples.batch(batch_size, drop_remainder=False, num_parallel_calls=autotune)
 
     def per_batch(images, labels):
         images = tf.cast(images, tf.float32)
         if spec.channels == 1:
             images = tf.image.grayscale_to_rgb(images)
-        if not imagenet and spec.native_size != size:
+        if resize and not cifar_augment:
             images = tf.image.resize(images, (size, size))
-        if augment and spec.augmentation == "cifar":
-            images = _cifar_augment(images)
         return (images - mean) / std, tf.one_hot(labels, classes)
 
+    def keyed(epoch_seed, epoch):
+        """(index, (image, label)) -> (image, label, the example's augmentation seed)."""
+        return lambda index, example: (*example, augmentation_seed(epoch_seed, epoch, index))
+
+    # Each example carries its index in the split: with the seed and the epoch,
+    # the key of its augmentation.
+    dataset = dataset.enumerate()
     buffer = shuffle_buffer or (10_000 if imagenet else max(data.num_examples, 1))
     if training and epochs is not None:
         if len(epochs) == 0:
@@ -540,14 +575,24 @@ def make_pipeline(
         dataset = functools.reduce(
             lambda joined, more: joined.concatenate(more),  # batches never straddle epochs
             [
-                batched(dataset.shuffle(buffer, seed=base_seed * 1_000_003 + e, reshuffle_each_iteration=False))
+                batched(
+                    dataset.shuffle(buffer, seed=base_seed * 1_000_003 + e, reshuffle_each_iteration=False)
+                    .map(keyed(base_seed, e))
+                )
                 for e in epochs
             ],
         )
+    elif training:
+        # No epoch index: each iteration draws fresh per-example seeds instead.
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = batched(
+            tf.data.Dataset.zip(dataset, draws).map(
+                lambda indexed, draw: (*indexed[1], augmentation_seed(draw, -1, indexed[0]))
+            )
+        )
     else:
-        if training:
-            dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        dataset = batched(dataset)
+        dataset = batched(dataset.map(keyed(0, 0)))
     dataset = dataset.map(per_batch, num_parallel_calls=autotune)
     if augment and (mixup_alpha or cutmix_alpha):
         mixers = []

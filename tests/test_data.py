@@ -196,3 +196,29 @@ def test_resumed_epochs_see_the_uninterrupted_order(cifar_test_small):
 def test_bad_input_gets_a_clear_error(cifar_archive, call, message):
     with pytest.raises(ValueError, match=message):
         call(cifar_archive)
+
+
+def test_augmented_epochs_are_a_function_of_seed_epoch_and_example(cifar_test_small):
+    """Crops and flips are stateless: epoch 2 alone equals epoch 2 of a 3-epoch pipeline."""
+    data, _ = cifar_test_small
+
+    def images(epochs, seed=3):
+        pipeline = make_pipeline(data, training=True, batch_size=8, seed=seed, epochs=epochs)
+        return np.concatenate([x.numpy() for x, _ in pipeline])
+
+    full = images(range(0, 3)).reshape(3, 50, 32, 32, 3)
+    np.testing.assert_array_equal(images(range(2, 3)), full[2])
+    np.testing.assert_array_equal(images(range(0, 3)).reshape(full.shape), full)  # a second process would too
+    assert not np.array_equal(images(range(2, 3), seed=4), full[2])  # another seed, other batches
+
+
+def test_one_example_gets_other_crops_in_other_epochs(cifar_test_small):
+    from keras_lc.data import _cifar_augment, augmentation_seed
+
+    _, (images, _, _) = cifar_test_small
+    image = tf.constant(images[0])
+    outputs = [_cifar_augment(image, augmentation_seed(0, epoch, 0)).numpy() for epoch in range(60)]
+    # 9 x 9 offsets x 2 flips = 162 equally likely outcomes: 60 draws give > 40 distinct ones.
+    assert len({o.tobytes() for o in outputs}) > 40
+    keys = {tuple(augmentation_seed(0, e, i).numpy().tolist()) for e in range(3) for i in range(100)}
+    assert len(keys) == 300  # one key per (epoch, example)

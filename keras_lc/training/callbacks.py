@@ -196,16 +196,17 @@ class EpochLog(keras.callbacks.Callback):
         from matplotlib.ticker import MaxNLocator
 
         rows = [self.rows[e] for e in sorted(self.rows)]
-        epochs = [int(r["epoch"]) for r in rows]
         figure = Figure(figsize=(10, 4), layout="constrained")
         FigureCanvasAgg(figure)
         for ax, (metric, title) in zip(
             figure.subplots(1, 2), (("loss", "loss"), ("top1", "top-1 accuracy"))
         ):
             for prefix, label in (("", "train"), ("val_", "test")):
-                values = [float(r[prefix + metric]) for r in rows if prefix + metric in r]
-                if len(values) == len(epochs):
-                    ax.plot(epochs, values, marker="o", label=label)
+                # Epochs without validation (`validation_freq`) have no test point.
+                points = [(int(r["epoch"]), float(r[prefix + metric]))
+                          for r in rows if r.get(prefix + metric) not in (None, "")]
+                if points:
+                    ax.plot(*zip(*points), marker="o", label=label)
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(title)

@@ -127,6 +127,7 @@ def train(
     strategy="auto",
     config=None,
     validate=True,
+    validation_freq=1,
     verbose="auto",
     print_fn=print,
     callbacks=(),
@@ -145,7 +146,10 @@ def train(
             `tf.distribute.Strategy`.
         config: Extra JSON-able description stored in `config.json` (model
             name and arguments, data location, ...).
-        validate: Evaluate on `test_data` after every epoch (learning curve).
+        validate: Evaluate on `test_data` during training (learning curve).
+        validation_freq: With `validate`, evaluate after every
+            `validation_freq`-th epoch (Keras' `validation_freq`); the final
+            weights are always evaluated.
         verbose: Keras progress bar mode for `fit`.
         print_fn: Where status lines go (`None`: silent).
         callbacks: Extra Keras callbacks for `fit`.
@@ -164,6 +168,10 @@ def train(
     from keras_lc.data import make_pipeline
 
     recipe = (recipe or Recipe()).validate()
+    if isinstance(validation_freq, bool) or not isinstance(validation_freq, int) or validation_freq < 1:
+        raise ValueError(
+            f"`validation_freq` must be a positive integer. Received: validation_freq={validation_freq!r}"
+        )
 
     def say(line):
         if print_fn is not None:
@@ -279,13 +287,15 @@ def train(
             epochs=recipe.epochs,
             steps_per_epoch=steps_per_epoch,
             validation_data=test_ds if validate else None,
+            validation_freq=validation_freq,
             callbacks=callbacks,
             shuffle=False,  # the pipeline shuffles
             verbose=verbose if print_fn else 0,
         )
         synchronize_batchnorm(model, False)
         final = history.history
-        if test_ds is not None and validate and final.get("val_top1"):
+        last_epoch_validated = recipe.epochs % validation_freq == 0
+        if test_ds is not None and validate and last_epoch_validated and final.get("val_top1"):
             metrics = {k[4:]: float(v[-1]) for k, v in final.items() if k.startswith("val_")}
         elif test_ds is not None:
             metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose if print_fn else 0)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_lc.data import load_dataset
+from keras_lc.data import load_dataset, load_image_folder, normalize
 from keras_lc.initializers import torch_uniform
 from keras_lc.layers import LCConv2D
 from keras_lc.training import Recipe, RunDirectoryError, TrainingDiverged, train
@@ -44,19 +44,20 @@ def small_cnn(lc, widths=(16, 32, 64), expansion=8, implementation="basis", seed
     return keras.Model(inputs, dense(x))
 
 
-def tiny_run(out, epochs, strategy="auto", per_class=16, batch_size=32, print_fn=print):
+def tiny_run(out, epochs, strategy="auto", per_class=16, batch_size=32, print_fn=print, augment=False):
     """The tiny run of the subprocess tests: 160 CIFAR-10 images, 5 steps per epoch."""
     archive = cifar10_archive()
     train_data = load_dataset("cifar10", "train", archive, per_class=per_class)
     test_data = load_dataset("cifar10", "test", archive, per_class=4)
-    recipe = Recipe(epochs=epochs, batch_size=batch_size, learning_rate=0.05, augment=False)
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, learning_rate=0.05, augment=augment)
     return train(lambda: small_cnn(True, widths=(8,), expansion=4, implementation="composed"),
                  train_data, test_data, out, recipe, strategy=strategy, validate=False,
                  verbose=2, print_fn=print_fn)
 
 
-def _run_subprocess_args(out, epochs, strategy="auto"):
-    return [sys.executable, "-m", "tests.training.test_run", str(out), str(epochs), strategy]
+def _run_subprocess_args(out, epochs, strategy="auto", augment=False):
+    return [sys.executable, "-m", "tests.training.test_run", str(out), str(epochs), strategy,
+            "augment" if augment else "plain"]
 
 
 def test_frozen_lc_and_baseline_learn_cifar10(tmp_path, cifar_archive):
@@ -86,10 +87,15 @@ def _weights(path):
     return values
 
 
-def test_killed_run_resumes_to_the_same_step_count_with_frozen_kernels_intact(tmp_path):
+def test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_one(tmp_path):
+    """Killed hard after epoch 1, resumed: every saved array equals the uninterrupted run's.
+
+    With the paper's pad-4 crop + flip on, each random choice is a function of
+    (seed, epoch, example), so the resumed epochs see the same batches.
+    """
     out = tmp_path / "resumed"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(_run_subprocess_args(out, 3), cwd=REPO, env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen(_run_subprocess_args(out, 3, augment=True), cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     try:
         for line in process.stdout:
@@ -104,13 +110,23 @@ def test_killed_run_resumes_to_the_same_step_count_with_frozen_kernels_intact(tm
     completed = json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
     assert completed in (1, 2)
 
-    done = subprocess.run(_run_subprocess_args(out, 3), cwd=REPO, env=env, capture_output=True,
+    done = subprocess.run(_run_subprocess_args(out, 3, augment=True), cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "[keras-lc] resuming run" in done.stdout
     resumed = json.loads((out / "summary.json").read_text())
-    uninterrupted = tiny_run(tmp_path / "uninterrupted", 3, print_fn=None)
+    uninterrupted_dir = tmp_path / "uninterrupted"
+    done = subprocess.run(_run_subprocess_args(uninterrupted_dir, 3, augment=True), cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    uninterrupted = json.loads((uninterrupted_dir / "summary.json").read_text())
     assert resumed["steps"] == uninterrupted["steps"] == 3 * 5
+    resumed_weights = _weights(out / "final.weights.h5")
+    uninterrupted_weights = _weights(uninterrupted_dir / "final.weights.h5")
+    assert sorted(resumed_weights) == sorted(uninterrupted_weights)
+    differing = [name for name in resumed_weights
+                 if not np.array_equal(resumed_weights[name], uninterrupted_weights[name])]
+    assert differing == [], f"{len(differing)} of {len(resumed_weights)} arrays differ: {differing[:5]}"
     assert resumed["resumed_from_epoch"] == completed
     with open(out / "history.csv") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3]
@@ -176,5 +192,30 @@ def test_run_directory_contents_mixed_precision_and_xla(tmp_path, cifar_archive)
               config={"note": "test"}, verbose=0, print_fn=None)
 
 
+def test_validation_every_second_epoch_and_always_at_the_end(tmp_path, cifar_archive):
+    train_data = load_dataset("cifar10", "train", cifar_archive, per_class=8)
+    test_data = load_dataset("cifar10", "test", cifar_archive, per_class=2)
+    recipe = Recipe(epochs=3, batch_size=40)
+    out = tmp_path / "run"
+    summary = train(lambda: small_cnn(False, widths=(8,)), train_data, test_data, out, recipe,
+                    validation_freq=2, verbose=0, print_fn=None)
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["val_top1"] != "" for row in rows] == [False, True, False]
+    # Epoch 3 was not validated, so the summary comes from a final evaluation of the
+    # final weights: recompute it independently.
+    model = small_cnn(False, widths=(8,))
+    model.load_weights(out / "final.weights.h5")
+    images, y, _ = load_image_folder(cifar_archive, "test", per_class=2)
+    x = normalize(images)
+    top1 = float(np.mean(model.predict(x, verbose=0).argmax(1) == y))
+    assert summary["top1"] == pytest.approx(top1)
+    with pytest.raises(ValueError, match="validation_freq=0"):
+        train(lambda: small_cnn(False), train_data, test_data, tmp_path / "bad", recipe,
+              validation_freq=0, verbose=0, print_fn=None)
+    assert not (tmp_path / "bad").exists()
+
+
 if __name__ == "__main__":
-    tiny_run(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "auto")
+    tiny_run(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "auto",
+             augment=len(sys.argv) > 4 and sys.argv[4] == "augment")
