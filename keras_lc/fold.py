@@ -16,11 +16,21 @@ computing the same function as `model` in inference mode:
   convolution's kernel and bias, with the BatchNormalization's own epsilon
   and moving statistics;
 - every other layer is copied with its weights.
+
+The result's config names nothing from keras_lc (`keras_lc_references` finds
+what would): an initializer that is not stock Keras (`TorchUniform`, which the
+zoo's convolutions and classifiers are built with) is replaced by a stock one
+(`stock_initializer`), and anything else from keras_lc is refused.
 """
+
+import json
+import math
+import zipfile
 
 import keras
 
 from keras_lc import fold_math
+from keras_lc.model_kinds import require_functional_or_sequential
 
 _CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
@@ -41,6 +51,115 @@ class _Skip:
 
 def _is_stock(layer):
     return type(layer).__module__.startswith("keras.")
+
+
+def _names_keras_lc(value):
+    """True for a serialized object (dict or registered name) from keras_lc."""
+    if isinstance(value, str):
+        return value.startswith("keras_lc>")
+    if not isinstance(value, dict):
+        return False
+    return any(str(value.get(key) or "").startswith("keras_lc") for key in ("module", "registered_name"))
+
+
+def keras_lc_references(config):
+    """Where a model config names a keras_lc object, as `'path: key=value'` strings.
+
+    `config` is a `model.get_config()` dict or the path of a `.keras` file
+    (its `config.json` is read). A config with no reference (an empty list)
+    deserializes where keras_lc is not installed, as far as its objects go.
+
+    Example:
+
+    >>> import keras
+    >>> from keras_lc import TorchUniform
+    >>> dense = keras.layers.Dense(2, kernel_initializer=TorchUniform(0), name="head")
+    >>> model = keras.Sequential([keras.Input((3,)), dense])
+    >>> keras_lc_references(model.get_config())[0]
+    '/layers[1]/config/kernel_initializer: module=keras_lc.initializers'
+    >>> keras_lc_references(fold(model).get_config())
+    []
+    """
+    if not isinstance(config, dict):
+        with zipfile.ZipFile(config) as archive:
+            config = json.loads(archive.read("config.json"))
+    found = []
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            for key in ("module", "registered_name"):
+                if str(value.get(key) or "").startswith("keras_lc"):
+                    found.append(f"{path}: {key}={value[key]}")
+            for key, item in value.items():
+                if key not in ("module", "registered_name"):
+                    walk(item, f"{path}/{key}")
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(value, str) and value.startswith("keras_lc>"):
+            found.append(f"{path}: {value}")
+
+    walk(config, "")
+    return found
+
+
+def stock_initializer(serialized):
+    """A stock Keras initializer standing in for a serialized non-stock one.
+
+    `keras_lc.TorchUniform`, U[-a, a] with a = 1/sqrt(fan_in), has exact stock
+    equivalents in distribution: `VarianceScaling(1/3, "fan_in", "uniform")`
+    (whose limit is sqrt(3 * (1/3) / fan_in), with the same fan-in as
+    `TorchUniform` infers) or, with an explicit `fan_in`, `RandomUniform(-a, a)`;
+    any other initializer becomes `Zeros`. The seed is not kept: these stand
+    in for an initializer whose values the trained weights have replaced.
+    """
+    if isinstance(serialized, dict) and serialized.get("class_name") == "TorchUniform":
+        fan_in = (serialized.get("config") or {}).get("fan_in")
+        if fan_in is None:
+            return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform")
+        return keras.initializers.RandomUniform(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+    return keras.initializers.Zeros()
+
+
+def _is_stock_serialized(value):
+    """True for a serialized object of Keras' own (or a built-in name such as "zeros")."""
+    if isinstance(value, str):
+        return ">" not in value
+    if not isinstance(value, dict):  # an object, not serialized
+        return type(value).__module__.startswith("keras.")
+    module = str(value.get("module") or "")
+    return (module == "keras" or module.startswith("keras.")) and not value.get("registered_name")
+
+
+def _portable_config(layer, config):
+    """`layer`'s `config` with its non-stock initializers replaced by stock ones.
+
+    An initializer only chooses a variable's first value, and every layer of
+    the folded model gets its weights set from the trained model right after
+    it is built, so which initializer its config names changes nothing the
+    folded model computes; naming `keras_lc.TorchUniform` would only stop it
+    from loading without keras_lc. Any other keras_lc object (a regularizer,
+    a constraint, a nested layer) does matter, so it is refused.
+    """
+
+    def clean(value, key, path):
+        if key.endswith("initializer") and value is not None and not _is_stock_serialized(value):
+            return stock_initializer(value)
+        if isinstance(value, dict):
+            value = {k: v if k in ("module", "registered_name") else clean(v, k, f"{path}/{k}")
+                     for k, v in value.items()}
+        elif isinstance(value, list):
+            value = [clean(v, "", f"{path}[{i}]") for i, v in enumerate(value)]
+        if _names_keras_lc(value):
+            name = value if isinstance(value, str) else value.get("class_name")
+            raise ValueError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) has {path.lstrip('/')}={name!r}, a "
+                "keras_lc object that fold() cannot replace by a stock Keras one, so the folded "
+                "model would not load without keras_lc."
+            )
+        return value
+
+    return {key: clean(value, key, f"/{key}") for key, value in config.items()}
 
 
 def _is_foldable_producer(layer):
@@ -113,7 +232,7 @@ def _conv_weights(layer):
 def _new_conv(layer, kernel, bias):
     """A built stock conv layer like `layer` carrying `kernel` and `bias`."""
     if isinstance(layer, _CONV_TYPES):
-        config = layer.get_config()
+        config = _portable_config(layer, layer.get_config())
         config["use_bias"] = bias is not None
         new = type(layer).from_config(config)
     else:  # a keras_lc layer: the stock convolution it folds into
@@ -149,15 +268,20 @@ def fold(model, fold_batchnorm=True):
             follows a convolution (and is its only consumer) into it.
 
     Returns:
-        A functional `keras.Model` whose layers are all stock Keras layers; it
-        can be saved as `.keras` and loaded with `safe_mode=True` where
-        keras_lc is not installed. Layer names are kept (folded
-        BatchNormalizations disappear).
+        A functional `keras.Model` whose layers are all stock Keras layers and
+        whose config names nothing from keras_lc (non-stock initializers of
+        kept layers become stock ones, see `stock_initializer`); it can be
+        saved as `.keras` and loaded with `safe_mode=True` where keras_lc is
+        not installed. Layer names are kept (folded BatchNormalizations
+        disappear).
 
     Raises:
-        ValueError: if a layer cannot be folded exactly (e.g. an `LCConv2D`
-            with a ReLU between its stages; the message names the layer) or a
-            non-stock layer without a `fold()` method remains.
+        ValueError: if `model` is not a functional or Sequential model (a
+            subclassed one, say), a layer cannot be folded exactly (e.g. an
+            `LCConv2D` with a ReLU between its stages; the message names the
+            layer), a non-stock layer without a `fold()` method remains, or a
+            kept layer's config holds a keras_lc object other than an
+            initializer.
 
     Example:
 
@@ -174,8 +298,7 @@ def fold(model, fold_batchnorm=True):
     >>> bool(np.allclose(folded(x), model(x), rtol=1e-4, atol=1e-5))
     True
     """
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
+    require_functional_or_sequential(model, "fold")
     functional = _as_functional(model)
     pairs = _batchnorm_pairs(functional) if fold_batchnorm else {}
     folded_bns = {id(bn) for bn in pairs.values()}
@@ -196,7 +319,7 @@ def fold(model, fold_batchnorm=True):
                 "and has no fold() method, so the folded model would not load without "
                 "its code."
             )
-        new = type(layer).from_config(layer.get_config())
+        new = type(layer).from_config(_portable_config(layer, layer.get_config()))
         sources[id(new)] = layer
         return new
 
@@ -209,6 +332,13 @@ def fold(model, fold_batchnorm=True):
             layer.set_weights(source.get_weights())
         return outputs
 
-    return keras.models.clone_model(
+    folded = keras.models.clone_model(
         functional, clone_function=clone_function, call_function=call_function
     )
+    references = keras_lc_references(folded.get_config())
+    if references:  # the promise above, checked rather than assumed
+        raise ValueError(
+            f"The folded model of '{model.name}' still names keras_lc objects, so it would "
+            f"not load without keras_lc: {', '.join(references[:3])}"
+        )
+    return folded

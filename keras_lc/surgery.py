@@ -20,6 +20,7 @@ import numpy as np
 from keras_lc.initializers import STREAM_SPATIAL, TorchUniform, _check_seed
 from keras_lc.layers.lc_conv2d import IMPLEMENTATIONS, LCConv2D, _positive_int
 from keras_lc.layers.refocus_conv2d import RefocusConv2D
+from keras_lc.model_kinds import require_functional_or_sequential
 
 
 def layer_seed(seed, key):
@@ -61,12 +62,10 @@ def is_spatial_conv(layer):
     return isinstance(layer, keras.layers.Conv2D) and max(layer.kernel_size) > 1
 
 
-def _check_model(model):
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"`model` must be a functional or sequential `keras.Model`. Received: "
-            f"model={model!r} of type {type(model).__name__}"
-        )
+def _check_model(model, rebuilt_by=None):
+    """A built `keras.Model`; functional or Sequential where function `rebuilt_by` rebuilds it."""
+    if rebuilt_by is not None or not isinstance(model, keras.Model):
+        require_functional_or_sequential(model, rebuilt_by)
     if not model.built:
         raise ValueError(
             f"Model '{model.name}' is not built: give it an `Input` or call "
@@ -137,7 +136,8 @@ def freeze_spatial(model, reinitialize=True, seed=None):
     `SeparableConv2D`, `Conv1D` and `Conv3D` are left unchanged.
 
     Args:
-        model: A built functional or sequential `keras.Model`.
+        model: A built `keras.Model`: functional, sequential or subclassed
+            (its `layers` are walked).
         reinitialize: Re-draw the frozen kernels (`False` freezes the current
             values, e.g. of a trained model).
         seed: Non-negative int for the re-drawn kernels; `None` draws one from
@@ -198,7 +198,8 @@ def lcify(model, expansion=1, spatial_trainable=False, implementation="auto", se
         seed: Non-negative int; `None` draws one from NumPy's global generator.
 
     Returns:
-        A new `keras.Model` (the input model is not changed).
+        A new `keras.Model` (the input model is not changed). A `ValueError`
+        if `model` is subclassed or has no convolution to replace.
 
     Example:
 
@@ -209,7 +210,7 @@ def lcify(model, expansion=1, spatial_trainable=False, implementation="auto", se
     >>> [type(layer).__name__ for layer in lc.layers]
     ['LCConv2D', 'Activation']
     """
-    _check_model(model)
+    _check_model(model, "lcify")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(
             f"`implementation` must be one of {IMPLEMENTATIONS}. "
@@ -220,7 +221,14 @@ def lcify(model, expansion=1, spatial_trainable=False, implementation="auto", se
         "spatial_trainable": _check_bool(spatial_trainable, "spatial_trainable"),
         "implementation": implementation,
     }
-    return _lcify(model, settings, resolve_seed(seed), prefix="")
+    replaced = []
+    new_model = _lcify(model, settings, resolve_seed(seed), "", replaced)
+    if not replaced:
+        raise ValueError(
+            f"lcify found no k x k convolution (a channels_last, ungrouped Conv2D with a kernel "
+            f"larger than 1x1) to replace in model '{model.name}'."
+        )
+    return new_model
 
 
 def _lc_replacement(conv, settings, seed):
@@ -241,13 +249,13 @@ def _lc_replacement(conv, settings, seed):
     )
 
 
-def _lcify(model, settings, seed, prefix):
+def _lcify(model, settings, seed, prefix, replaced):
     def replace(layer, key):
         if is_spatial_conv(layer):
             return _lc_replacement(layer, settings, layer_seed(seed, key))
         return None
 
-    return _rebuild(model, replace, prefix, [])
+    return _rebuild(model, replace, prefix, replaced)
 
 
 def _rebuild(model, replace, prefix, replaced):
@@ -372,7 +380,7 @@ def refocus(model, zero_init=True, refocus_kernel_size=3):
     >>> bool(np.array_equal(refocused(x), model(x)))
     True
     """
-    _check_model(model)
+    _check_model(model, "refocus")
     zero_init = _check_bool(zero_init, "zero_init")
     size = _positive_int(refocus_kernel_size, "refocus_kernel_size")
     if size % 2 == 0:

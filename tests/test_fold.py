@@ -115,7 +115,7 @@ def test_fold_refuses_unfoldable_custom_layer():
     inputs = keras.Input((8, 8, 3))
     with pytest.raises(ValueError, match=r"'mystery' \(Custom\) is not a stock Keras layer"):
         fold(keras.Model(inputs, Custom(name="mystery")(inputs)))
-    with pytest.raises(ValueError, match="must be a keras.Model"):
+    with pytest.raises(ValueError, match="must be a functional or sequential `keras.Model`. Received: model=<LCConv2D"):
         fold(LCConv2D(4, 3))
 
 
