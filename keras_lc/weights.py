@@ -18,15 +18,46 @@ import dataclasses
 import json
 import os
 import uuid
+import warnings
 from pathlib import Path
 
 import keras
 
-from keras_lc.data import cache_dir as _cache_root
-from keras_lc.data import sha256_of
+from keras_lc.archives import cache_subdir, sha256_of
 
 _SOURCE_ZOO = Path(__file__).resolve().parents[1] / "zoo"
 _PACKAGED_ZOO = Path(__file__).resolve().parent / "published"
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read or does not describe published weights; names the file."""
+
+
+class ManifestWarning(UserWarning):
+    """A broken manifest that was skipped because it does not concern the requested model."""
+
+
+def _advice(path):
+    """What to do about a broken file `path` of a published model, by where it lies."""
+    path = Path(path).resolve()
+    extra = os.environ.get("KERAS_LC_ZOO")
+    if extra and path.is_relative_to(Path(extra).resolve()):
+        return f"it is in KERAS_LC_ZOO='{extra}': fix or remove that file (or re-export the model)"
+    if path.is_relative_to(_PACKAGED_ZOO):
+        return "it ships with keras-lc: reinstall keras-lc"
+    if path.is_relative_to(_SOURCE_ZOO):
+        return "it is in the checkout's zoo/: restore it with git or re-export the model"
+    return "fix or remove that file"
+
+
+def _type_ok(value, field):
+    if value is None and field.default is None:
+        return True
+    if field.type is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if field.type is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, field.type)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +96,9 @@ class PretrainedWeights:
             suite re-measures).
         slice_top1_folded: The same for the folded model.
         slice_per_class: Test images per class in the check slice.
+        run_sha256: sha256 of the run's `final.weights.h5` it was exported
+            from: a re-export of the same run may replace it, another run
+            needs `--overwrite`.
     """
 
     name: str
@@ -91,19 +125,41 @@ class PretrainedWeights:
     slice_top1: float = None
     slice_top1_folded: float = None
     slice_per_class: int = None
+    run_sha256: str = None
 
     @classmethod
     def from_json(cls, path):
-        """Reads a manifest; unknown or missing fields raise a clear error."""
-        with open(path) as f:
-            data = json.load(f)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
-        unknown, missing = set(data) - fields, required - set(data)
+        """Reads a manifest; invalid JSON, unknown, missing or mistyped fields raise `ManifestError`."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ManifestError(
+                f"Manifest '{path}' is not valid JSON ({error.msg} at line {error.lineno} column "
+                f"{error.colno}); {_advice(path)}."
+            ) from None
+        except (OSError, ValueError) as error:  # unreadable, or not UTF-8
+            text = " ".join(str(error).split())
+            raise ManifestError(f"Manifest '{path}' cannot be read ({text}); {_advice(path)}.") from None
+        if not isinstance(data, dict):
+            raise ManifestError(
+                f"Manifest '{path}' holds a JSON {type(data).__name__}, not an object of fields; "
+                f"{_advice(path)}."
+            )
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        required = {name for name, f in fields.items() if f.default is dataclasses.MISSING}
+        unknown, missing = set(data) - set(fields), required - set(data)
         if unknown or missing:
-            raise ValueError(
+            raise ManifestError(
                 f"Manifest '{path}' does not describe published weights: missing fields "
-                f"{sorted(missing)}, unknown fields {sorted(unknown)}."
+                f"{sorted(missing)}, unknown fields {sorted(unknown)}; {_advice(path)}."
+            )
+        wrong = sorted(k for k, v in data.items() if not _type_ok(v, fields[k]))
+        if wrong:
+            raise ManifestError(
+                f"Manifest '{path}' has fields of the wrong type: "
+                + ", ".join(f"{k}={data[k]!r} (expected {fields[k].type.__name__})" for k in wrong)
+                + f"; {_advice(path)}."
             )
         return cls(**data)
 
@@ -144,12 +200,39 @@ def _manifest_dirs():
     return [d for d in candidates if d.is_dir()]
 
 
-def published_weights():
-    """{name: PretrainedWeights} of every manifest shipped with the package."""
+def _concerns(manifest, requested):
+    """True if the (broken) `manifest` may describe one of the `requested` names or architectures."""
+    names = {manifest.parent.name}
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            names |= {data.get(k) for k in ("name", "model", "builder") if isinstance(data.get(k), str)}
+    except (OSError, ValueError):
+        pass
+    return bool(names & requested)
+
+
+def published_weights(requested=None):
+    """{name: PretrainedWeights} of every manifest found, in search order (the first of a name wins).
+
+    Manifests are read from `$KERAS_LC_ZOO`, the package's `published/` and
+    the checkout's `zoo/`. A manifest that cannot be read is skipped with a
+    `ManifestWarning` naming the file, unless it concerns `requested` (a
+    published name or a builder's architecture name, or several): its folder
+    name or its `name`/`model`/`builder` field is one of them. Then it raises
+    `ManifestError`, naming the file and what to do about it.
+    """
+    requested = {requested} if isinstance(requested, str) else set(requested or ())
     registry = {}
     for root in _manifest_dirs():
         for manifest in sorted(root.glob("*/manifest.json")):
-            entry = PretrainedWeights.from_json(manifest)
+            try:
+                entry = PretrainedWeights.from_json(manifest)
+            except ManifestError as error:
+                if _concerns(manifest, requested):
+                    raise
+                warnings.warn(f"Skipped a broken manifest: {error}", ManifestWarning, stacklevel=2)
+                continue
             registry.setdefault(entry.name, entry)
     return registry
 
@@ -178,16 +261,15 @@ def fetch(entry, cache_dir=None, base_url=None, include_top=True):
         if actual != sha256:
             raise ValueError(
                 f"The weights file '{packaged}' shipped for '{entry.name}' has sha256 {actual}, "
-                f"but its manifest expects {sha256}; reinstall keras-lc."
+                f"but its manifest expects {sha256}; {_advice(packaged)}."
             )
         return packaged
-    folder = _cache_root(cache_dir) / "weights"
+    folder = cache_subdir("weights", cache_dir)
     target = folder / file_name
     if target.is_file():
         if sha256_of(target) == sha256:
             return target
         target.unlink()  # corrupted or truncated: fetch again
-    folder.mkdir(parents=True, exist_ok=True)
     url = entry.download_url(file_name, base_url)
     part = folder / f"{file_name}.{uuid.uuid4().hex}.part"
     try:

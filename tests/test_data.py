@@ -1,6 +1,8 @@
 """keras_lc.data: datasets from image folders and tfds, the paper's pipelines, constants."""
 
 import dataclasses
+import io
+import re
 import socket
 import time
 
@@ -12,7 +14,9 @@ from keras_lc.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     DATASETS,
+    DataError,
     LoadedDataset,
+    check_images,
     get_spec,
     load_dataset,
     load_image_folder,
@@ -222,3 +226,71 @@ def test_one_example_gets_other_crops_in_other_epochs(cifar_test_small):
     assert len({o.tobytes() for o in outputs}) > 40
     keys = {tuple(augmentation_seed(0, e, i).numpy().tolist()) for e in range(3) for i in range(100)}
     assert len(keys) == 300  # one key per (epoch, example)
+
+
+# ------------------------------------------------------- broken images fail at load time
+def _jpeg(width, height, seed=0):
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _cifar_like(root, per_class=2):
+    """root/train/class_k/i.jpg: 10 classes of valid 32x32 JPEGs."""
+    for label in range(10):
+        folder = root / "train" / f"class_{label}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            (folder / f"{i}.jpg").write_bytes(_jpeg(32, 32, seed=10 * label + i))
+    return root
+
+
+@pytest.mark.parametrize(
+    "kind, content, message",
+    [
+        ("garbage", lambda: bytes(range(256)) * 4, r"cannot be read \(.*\); expected a JPEG or PNG image"),
+        ("truncated", lambda: _jpeg(32, 32)[:700], r"is truncated \(no JPEG end marker\)"),
+        ("wrong_size", lambda: _jpeg(33, 32), r"is 33x32 pixels but cifar10 images are 32x32"),
+    ],
+)
+def test_broken_image_fails_at_load_naming_the_file(tmp_path, monkeypatch, kind, content, message):
+    monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
+    root = _cifar_like(tmp_path / "data")
+    bad = root / "train" / "class_7" / "1.jpg"
+    bad.write_bytes(content())
+    with pytest.raises(DataError, match=rf"^Image '{re.escape(str(bad))}' {message}") as error:
+        load_dataset("cifar10", "train", root)
+    assert "\n" not in str(error.value)
+    with pytest.raises(DataError, match=re.escape(f"Image '{bad}'")):
+        load_image_folder(root, "train")
+    bad.write_bytes(_jpeg(32, 32))  # repaired: loads, 20 images
+    assert load_dataset("cifar10", "train", root).num_examples == 20
+    assert load_image_folder(root, "train")[0].shape == (20, 32, 32, 3)
+
+
+def test_image_folder_of_mixed_sizes_names_both_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
+    root = _cifar_like(tmp_path / "data", per_class=1)
+    bad = root / "train" / "class_3" / "0.jpg"
+    bad.write_bytes(_jpeg(40, 24))
+    first = root / "train" / "class_0" / "0.jpg"
+    with pytest.raises(DataError, match=re.escape(f"Image '{bad}' is 40x24 pixels but '{first}' is 32x32")):
+        load_image_folder(root, "train")
+
+
+def test_jpeg_that_only_tensorflow_rejects_is_named_by_load_image_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
+    root = _cifar_like(tmp_path / "data", per_class=1)
+    bad = root / "train" / "class_5" / "0.jpg"
+    data = bytearray(_jpeg(32, 32))
+    table = data.find(b"\xff\xc4")  # the first Huffman table: header and end marker stay intact
+    data[table + 5:table + 21] = b"\xff" * 16
+    bad.write_bytes(bytes(data))
+    assert check_images([str(bad)], (32, 32)) == (32, 32)  # the header check passes it
+    pattern = rf"^Image '{re.escape(str(bad))}' cannot be decoded \(.*JPEG"
+    with pytest.raises(DataError, match=pattern) as error:
+        load_image_folder(root, "train")
+    assert "\n" not in str(error.value) and "{{" not in str(error.value)

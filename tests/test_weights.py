@@ -128,3 +128,101 @@ def test_manifest_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text('{"name": "x", "colour": "red"}')
     with pytest.raises(ValueError, match=r"missing fields \['classes'.*unknown fields \['colour'\]"):
         PretrainedWeights.from_json(tmp_path / "bad.json")
+
+
+# ------------------------------------------------------------ broken manifests
+@pytest.fixture
+def scratch_zoo(tmp_path, monkeypatch):
+    """An empty $KERAS_LC_ZOO (searched before the package's own) and a scratch cache."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    monkeypatch.setenv("KERAS_LC_ZOO", str(zoo))
+    monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
+    return zoo
+
+
+def _broken(zoo, name, text):
+    (zoo / name).mkdir(parents=True)
+    path = zoo / name / "manifest.json"
+    path.write_text(text)
+    return path
+
+
+def test_broken_unrelated_manifest_is_skipped_with_a_warning(scratch_zoo):
+    from keras_lc.zoo.common import pretrained_weights
+
+    shipped = set(weights_lib.published_weights())
+    assert "resnet20_16_cifar10" in shipped
+    invalid = _broken(scratch_zoo, "mine_a", '{"name": "mine_a", ')  # invalid JSON
+    partial = _broken(scratch_zoo, "mine_b", '{"name": "mine_b", "model": "vgg"}')  # missing fields
+    with pytest.warns(weights_lib.ManifestWarning) as caught:
+        assert set(weights_lib.published_weights(requested="resnet20")) == shipped
+    messages = [str(w.message) for w in caught if issubclass(w.category, weights_lib.ManifestWarning)]
+    assert len(messages) == 2
+    assert f"Manifest '{invalid}' is not valid JSON (Expecting property name" in messages[0]
+    assert f"Manifest '{partial}' does not describe published weights: missing fields ['classes'" \
+        in messages[1]
+    assert all(f"it is in KERAS_LC_ZOO='{scratch_zoo}': fix or remove that file" in m for m in messages)
+    assert not any("reinstall" in m for m in messages)
+    with pytest.warns(weights_lib.ManifestWarning):  # what every weights= call goes through
+        assert sorted(pretrained_weights("resnet20")) == ["cifar10"]
+
+
+@pytest.mark.parametrize("requested", ["mine_a", "renamed", "resnet_lc20"])
+def test_broken_requested_manifest_raises_naming_the_file(scratch_zoo, requested):
+    path = _broken(scratch_zoo, "mine_a", '{"name": "renamed", "model": "resnet_lc20", "classes": "ten"}')
+    with pytest.raises(weights_lib.ManifestError) as error:
+        weights_lib.published_weights(requested=requested)
+    message = str(error.value)
+    assert message.startswith(f"Manifest '{path}' does not describe published weights: missing fields [")
+    advice = f"it is in KERAS_LC_ZOO='{scratch_zoo}': fix or remove that file (or re-export the model)."
+    assert message.endswith(advice)
+    assert "\n" not in message
+
+
+def test_manifest_errors_name_the_file_and_each_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("KERAS_LC_ZOO", raising=False)
+    cases = {
+        "not_json.json": ("{'single': 'quotes'}", r"is not valid JSON \(Expecting property name enclosed "
+                          r"in double quotes at line 1 column 2\)"),
+        "list.json": ("[1, 2]", r"holds a JSON list, not an object of fields"),
+        "types.json": (_entry(classes="ten", top1=None).to_json(), r"has fields of the wrong type: "
+                       r"classes='ten' \(expected int\), top1=None \(expected float\)"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        pattern = rf"^Manifest '.*{name}' {message}; fix or remove that file\.$"
+        with pytest.raises(weights_lib.ManifestError, match=pattern):
+            PretrainedWeights.from_json(tmp_path / name)
+
+
+def test_advice_depends_on_where_the_manifest_lies(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("KERAS_LC_ZOO", raising=False)
+    packaged = tmp_path / "published"
+    monkeypatch.setattr(weights_lib, "_PACKAGED_ZOO", packaged)  # stands for the wheel's folder
+    path = _broken(packaged, "tiny_cifar10", "{")
+    with pytest.raises(weights_lib.ManifestError, match=r"it ships with keras-lc: reinstall keras-lc\.$"):
+        weights_lib.published_weights(requested="tiny_cifar10")
+    # A weights file that does not match its manifest: the same advice by origin.
+    zoo = tmp_path / "zoo"
+    (zoo / "tiny_cifar10").mkdir(parents=True)
+    (zoo / "tiny_cifar10" / "tiny.weights.h5").write_bytes(PAYLOAD[:10])
+    monkeypatch.setenv("KERAS_LC_ZOO", str(zoo))
+    pattern = rf"expects {_entry().sha256}; it is in KERAS_LC_ZOO='{zoo}': fix or remove"
+    with pytest.raises(ValueError, match=pattern):
+        weights_lib.fetch(_entry())
+
+
+def test_cache_that_is_a_file_fails_with_one_clear_error(tmp_path, monkeypatch):
+    from keras_lc.data import CacheError
+
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("KERAS_LC_CACHE", str(cache))
+    monkeypatch.delenv("KERAS_LC_ZOO", raising=False)
+    pattern = rf"^KERAS_LC_CACHE='{cache}' is a file, not a folder; set KERAS_LC_CACHE"
+    with pytest.raises(CacheError, match=pattern):
+        weights_lib.fetch(_entry(), base_url="http://127.0.0.1:9")
+    assert cache.read_text() == "not a folder"

@@ -58,7 +58,7 @@ def pretrained_weights(arch, frozen_spatial=None):
     value, the first in the search order (`$KERAS_LC_ZOO` first) wins.
     """
     found = {}
-    for entry in weights_registry.published_weights().values():  # search order: first wins
+    for entry in weights_registry.published_weights(requested=arch).values():  # first wins
         if entry.model == arch and (
             frozen_spatial is None
             or entry.model_kwargs.get("frozen_spatial", frozen_spatial) == frozen_spatial
@@ -86,7 +86,7 @@ def load_published(name, include_top=True, **overrides):
     """
     from keras_lc.zoo.registry import get_model
 
-    published = weights_registry.published_weights()
+    published = weights_registry.published_weights(requested=name)
     if name not in published:
         close = difflib.get_close_matches(str(name), list(published), n=3, cutoff=0.5)
         raise ValueError(

@@ -75,7 +75,7 @@ BAD_ARGUMENTS = [
         {"frozen_spatial": 1},
         "`frozen_spatial` must be a bool. Received: frozen_spatial=1",
     ),
-    (zoo.resnet20, {"seed": -1}, "`seed` must be a non-negative integer. Received: seed=-1"),
+    (zoo.resnet20, {"seed": -1}, "`seed` must be an integer in \\[0, 2\\*\\*63 - 1\\]. Received: seed=-1"),
     (zoo.resnet_cifar, {"depth": 21}, r"`depth` must be 6n \+ 2 .*Received: depth=21"),
     (zoo.resnet_cifar, {"width": 0}, "`width` must be a positive integer. Received: width=0"),
     (
@@ -173,7 +173,7 @@ def test_pretrained_weights_hook(resnet8_weights, monkeypatch, tmp_path):
         sha256=sha256_of(cached), top1=0.1, top1_folded=0.1, epochs=0, recipe="-", command="-",
         trainable_params=0, total_params=0,
     )
-    monkeypatch.setattr(keras_lc.weights, "published_weights", lambda: {entry.name: entry})
+    monkeypatch.setattr(keras_lc.weights, "published_weights", lambda requested=None: {entry.name: entry})
     monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path))
     model = zoo.resnet_cifar(depth=8, width=4, seed=5, weights="demo")
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), reference.get_weights()))
@@ -210,7 +210,7 @@ def test_published_weights_pick_variant_and_seed(monkeypatch, tmp_path):
             trainable_params=0, total_params=0,
         )
         entries[entry.name] = entry
-    monkeypatch.setattr(keras_lc.weights, "published_weights", lambda: dict(entries))
+    monkeypatch.setattr(keras_lc.weights, "published_weights", lambda requested=None: dict(entries))
     monkeypatch.setattr(keras_lc.weights, "fetch", lambda entry, include_top=True: entry.file_name)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     for frozen in (True, False):
