@@ -12,6 +12,7 @@ from keras_lc.layers import LCConv2D
 from keras_lc import zoo
 from keras_lc.surgery import freeze_spatial, lcify
 from keras_lc.surgery import refocus
+from keras_lc import training  # registers TorchSGD, so every saved run loads after `import keras_lc`
 
 __version__ = "0.1.0"
 

@@ -19,8 +19,10 @@ Example:
 
 import argparse
 import contextlib
+import difflib
 import json
 import os
+import re
 import shlex
 import sys
 import types
@@ -93,14 +95,35 @@ def _randaugment(text):
         raise argparse.ArgumentTypeError(f"expected NUM_OPS,FACTOR such as 2,0.5, got {text!r}") from None
 
 
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+
 def _model_arg(text):
+    """KEY=VALUE with a JSON VALUE (`expansion=8`, `shortcut="B"`, `strides=[1,2]`).
+
+    A bare word that is not JSON (`implementation=basis`) is taken as a
+    string; anything else must be valid JSON, so `expansion={bad` is refused
+    rather than passed on as a string.
+    """
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
         return key, json.loads(value)
     except ValueError:
-        return key, value
+        if _BARE_WORD.match(value):
+            return key, value
+        raise argparse.ArgumentTypeError(
+            f"the value of {text!r} is not JSON: use a number, true/false/null, a bare word, "
+            'a quoted string (\'key="a b"\') or a JSON list/object'
+        ) from None
+
+
+def _unknown_argument(model, key, known, flag):
+    """The UsageError for an argument `key` that model's builder does not take."""
+    close = difflib.get_close_matches(key, sorted(known), n=3)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return UsageError(f"model {model!r} has no argument {key!r} ({flag}){hint}")
 
 
 def _builder(name):
@@ -237,7 +260,7 @@ def _model_kwargs(args, recipe, spec):
             kwargs[key] = value
     for key, value in args.model_arg:
         if key not in params:
-            raise UsageError(f"model {args.model!r} has no argument {key!r} (--model-arg)")
+            raise _unknown_argument(args.model, key, params, "--model-arg")
         kwargs[key] = value
     if "implementation" in params and "implementation" not in kwargs:
         frozen = kwargs.get("frozen_spatial", params.get("frozen_spatial") and
@@ -263,6 +286,10 @@ def _train_run(args):
     kwargs = _model_kwargs(args, recipe, spec)
     train_data = _load(args.dataset, "train", args, args.train_per_class)
     test_data = _load(args.dataset, "test", args, args.test_per_class)
+    if args.train_per_class and train_data.num_examples < args.train_per_class * spec.num_classes:
+        print(f"[keras-lc] warning: --train-per-class {args.train_per_class} asks for "
+              f"{args.train_per_class * spec.num_classes:,} images ({spec.num_classes} classes); "
+              f"the data has {train_data.num_examples:,}, so the run trains on those", file=sys.stderr)
     if "implementation" in kwargs:
         print(f"[keras-lc] LCConv2D implementation: {kwargs['implementation']}"
               + ("" if args.implementation else " (default for frozen LC under SGD; "
@@ -407,6 +434,8 @@ def _export_parser(subparsers):
                         help="the paper's top-1 for this configuration (e.g. 0.9189), shown beside ours")
     parser.add_argument("--hardware", metavar="TEXT",
                         help="the machine it trained on (default: what the run recorded)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing zoo-dir/NAME exported from another run")
     return parser
 
 
@@ -417,7 +446,8 @@ def _export_run(args):
 
     try:
         entry = export_run(args.run, args.name, args.zoo_dir, args.weights_tag, args.data_dir,
-                           args.test_per_class, args.batch_size, args.paper_top1, args.hardware)
+                           args.test_per_class, args.batch_size, args.paper_top1, args.hardware,
+                           overwrite=args.overwrite)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
     print(json.dumps({k: v for k, v in dataclasses.asdict(entry).items()
@@ -473,6 +503,11 @@ def main(argv=None):
             raise
         print(f"{prog}: {_one_line(error)}", file=sys.stderr)
         return 1
+    except OSError as error:  # a path that cannot be read or written: the message names it
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -227,9 +227,26 @@ def _builder_kwargs(config):
     return kwargs
 
 
+def _check_replaceable(target, run_sha256, overwrite):
+    """Refuse to replace a published model exported from another run, unless `overwrite`."""
+    from keras_lc.weights import PretrainedWeights
+
+    if overwrite or not target.exists():
+        return
+    manifest = target / "manifest.json"
+    previous = PretrainedWeights.from_json(manifest) if manifest.is_file() else None
+    if previous is not None and run_sha256 is not None and previous.run_sha256 == run_sha256:
+        return  # the same run, exported again
+    what = f"model {previous.model!r}, {previous.epochs} epochs" if previous else "not a published model"
+    raise ValueError(
+        f"'{target}' already exists ({what}) and was not exported from this run; pass "
+        "--overwrite to replace it, or choose another --name."
+    )
+
+
 def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
                test_per_class=None, batch_size=256, paper_top1=None, hardware=None,
-               slice_per_class=100):
+               slice_per_class=100, overwrite=False):
     """Publish `run_dir` as `zoo_dir/name/`; returns the manifest's `PretrainedWeights`.
 
     The accuracy recorded is measured on the published file loaded back into a
@@ -237,7 +254,8 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
     figure for the configuration, shown beside ours; `hardware` overrides the
     run's recorded machine. The first `slice_per_class` test images of each
     class are a check slice whose top-1 the manifest records too, for tests
-    to re-measure quickly.
+    to re-measure quickly. An existing `zoo_dir/name/` is replaced only if it
+    was exported from this same run, or with `overwrite=True`.
     """
     import keras_lc
     from keras_lc import zoo
@@ -254,6 +272,8 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
         raise ValueError(f"paper_top1 must be a fraction in (0, 1]. Received: paper_top1={paper_top1!r}")
     run_dir = Path(run_dir)
     summary = _read_json(run_dir / "summary.json", f"'{run_dir}' has no summary.json: has the run finished?")
+    run_sha256 = sha256_of(run_dir / "final.weights.h5") if (run_dir / "final.weights.h5").is_file() else None
+    _check_replaceable(Path(zoo_dir) / name, run_sha256, overwrite)
     config, model = load_run(run_dir)
     kwargs = _builder_kwargs(config)
     dataset, data_dir = config["data"]["dataset"], data_dir or config.get("data_dir")
@@ -292,6 +312,7 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
             paper_top1=paper_top1, hardware=hardware or summary.get("hardware"),
             builder=config["model"]["name"], slice_top1=measured["slice"]["top1"],
             slice_top1_folded=measured["slice"]["top1_folded"], slice_per_class=slice_per_class,
+            run_sha256=run_sha256,
         )
         (staging / "manifest.json").write_text(entry.to_json())
         files = {f: (staging / f, sha256_of(staging / f) if (staging / f).is_file() else "(folder)")

@@ -12,6 +12,8 @@ import math
 import keras
 import numpy as np
 
+from keras_lc.validation import check_seed
+
 # Independent random streams derived from one layer seed.
 STREAM_SPATIAL = 0
 STREAM_COMBINATION = 1
@@ -19,11 +21,7 @@ STREAM_BIAS = 2
 
 
 def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(
-            f"`seed` must be a non-negative integer. Received: seed={seed!r}"
-        )
-    return int(seed)
+    return check_seed(seed)
 
 
 def fan_in_of(shape):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from keras_lc import cli, zoo
+from tests.harness import run_cli
 from keras_lc.training import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,27 +18,20 @@ TF_STARTUP = ("WARNING: All log messages before absl::InitializeLog()", "I0000 "
               "To enable the following instructions")
 
 
-def _run(argv, capsys):
-    try:
-        code = cli.main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_list_prints_the_registry_and_the_datasets(capsys):
-    code, out, _ = _run(["list"], capsys)
+    code, out, _ = run_cli(["list"], capsys)
     assert code == 0 and out.split() == zoo.list_models() and "resnet_lc20" in out.split()
-    code, out, _ = _run(["list", "resnet_lc2*"], capsys)
+    code, out, _ = run_cli(["list", "resnet_lc2*"], capsys)
     assert code == 0 and out.split() == zoo.list_models("resnet_lc2*")
-    code, out, _ = _run(["list", "--datasets"], capsys)
+    code, out, _ = run_cli(["list", "--datasets"], capsys)
     assert code == 0 and out.startswith("cifar10: 10 classes, 32px, augmentation cifar")
     assert len(out.splitlines()) == 5
 
 
 def test_help_explains_every_recipe_flag(capsys):
-    code, out, _ = _run(["train", "--help"], capsys)
+    code, out, _ = run_cli(["train", "--help"], capsys)
     assert code == 0
     flags = [flags[0] for _, flags, *_ in cli._RECIPE_FLAGS]
     assert len(flags) == len(Recipe().to_dict())  # one flag per recipe field
@@ -48,7 +42,7 @@ def test_help_explains_every_recipe_flag(capsys):
 
 def test_train_then_evaluate_a_frozen_lc_model(tmp_path, cifar_archive, capsys):
     out = tmp_path / "run"
-    code, stdout, err = _run(
+    code, stdout, err = run_cli(
         ["train", "--model", "resnet_lc20", "--expansion", "2", "--dataset", "cifar10",
          "--data-dir", str(cifar_archive), "--train-per-class", "10", "--test-per-class", "5",
          "--epochs", "1", "--batch-size", "50", "--no-validation", "--out", str(out)], capsys)
@@ -63,7 +57,7 @@ def test_train_then_evaluate_a_frozen_lc_model(tmp_path, cifar_archive, capsys):
     assert summary["lc_implementations"] == ["basis"] and summary["steps"] == 2
     assert json.loads(stdout.strip().splitlines()[-1])["top1"] == summary["top1"]
 
-    code, stdout, err = _run(["evaluate", str(out)], capsys)
+    code, stdout, err = run_cli(["evaluate", str(out)], capsys)
     assert code == 0, err
     evaluated = json.loads(stdout.strip().splitlines()[-1])
     assert evaluated["test_examples"] == 50
@@ -115,7 +109,7 @@ TRAIN = ["train", "--model", "resnet_lc20", "--dataset", "cifar10", "--out"]
     ],
 )
 def test_user_mistakes_give_one_line_and_exit_2(argv, message, capsys):
-    code, _, err = _run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith("keras-lc") and message in err, err

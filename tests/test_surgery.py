@@ -178,7 +178,7 @@ def test_bad_arguments():
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)])
     with pytest.raises(ValueError, match="`reinitialize` must be a bool. Received: reinitialize='yes'"):
         freeze_spatial(model, reinitialize="yes")
-    with pytest.raises(ValueError, match="`seed` must be a non-negative integer. Received: seed=-2"):
+    with pytest.raises(ValueError, match="`seed` must be an integer in \\[0, 2\\*\\*63 - 1\\]. Received: seed=-2"):
         freeze_spatial(model, seed=-2)
     with pytest.raises(ValueError, match="`expansion` must be a positive integer. Received: expansion=0"):
         lcify(model, expansion=0)

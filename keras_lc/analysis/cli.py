@@ -1,5 +1,6 @@
 """The `keras-lc analyze` subcommand: argument parsing only (the work is in `report`)."""
 
+import os
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -89,6 +90,11 @@ def run(args):
         raise FileNotFoundError(f"--data: no such dataset archive or folder: '{args.data}'")
     paths = [report.resolve_model_path(p) for p in args.models]  # fail before any work
     out = Path(args.out)
+    blocked = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        raise ValueError(f"--out '{out}' needs a folder, but '{blocked}' is a file; choose a folder.")
+    if blocked is not None and not os.access(blocked, os.W_OK):
+        raise ValueError(f"--out '{out}': '{blocked}' is not writable; choose a writable folder.")
     data = None
     if args.data is not None:
         data = report.load_test_images(args.data, args.limit)

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_lc import fold_math
+from keras_lc.validation import check_bool, check_seed
 from keras_lc.initializers import (
     STREAM_BIAS,
     STREAM_COMBINATION,
@@ -163,7 +164,7 @@ class LCConv2D(keras.layers.Layer):
                 f"spatial_trainable={spatial_trainable!r}"
             )
         self.spatial_trainable = bool(spatial_trainable)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias")
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(
                 f"`implementation` must be one of {IMPLEMENTATIONS}. "
@@ -189,9 +190,7 @@ class LCConv2D(keras.layers.Layer):
         self.intermediate = intermediate
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"`seed` must be a non-negative integer or None. Received: seed={seed!r}")
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.intermediate_bn = (
             keras.layers.BatchNormalization(name="intermediate_bn", dtype=self.dtype_policy)
             if intermediate in ("bn", "bn_relu")

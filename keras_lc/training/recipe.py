@@ -41,7 +41,8 @@ class Recipe:
         mixed_precision: Train with the `mixed_float16` policy on GPU
             (loss scaling included) or `mixed_bfloat16` elsewhere.
         xla: `jit_compile` for `model.compile`; `None` lets Keras decide.
-        seed: Seed of Keras/NumPy/TF random state (data order, augmentation).
+        seed: Seed of Keras/NumPy/TF random state (data order, augmentation),
+            in [0, 2**32 - 1].
 
     Example:
 
@@ -92,8 +93,8 @@ class Recipe:
                 fail(name, "a positive integer")
         if not is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
             fail("warmup_epochs", "an integer in [0, epochs)")
-        if not is_int(self.seed) or self.seed < 0:
-            fail("seed", "a non-negative integer")
+        if not is_int(self.seed) or not 0 <= self.seed < 2**32:
+            fail("seed", "an integer in [0, 2**32 - 1] (NumPy's global seed range)")
         if self.optimizer not in OPTIMIZERS:
             fail("optimizer", f"one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:

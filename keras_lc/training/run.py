@@ -1,19 +1,10 @@
 """`train`: one training run into a resumable run directory.
 
-A run directory holds:
-
-- `config.json`: recipe, data, model description (written once; a second
-  start with a different config is refused, the same config resumes);
-- `history.csv`: one row per epoch (loss, top-1/top-5, learning rate,
-  train seconds, images/s), `learning_curve.png`, `tensorboard/`;
-- `backup/`: the last completed epoch's weights and optimizer state while
-  the run is unfinished (`AtomicBackupAndRestore`);
-- `final.weights.h5` and `summary.json` (top-1/top-5, epochs, steps, wall
-  time, images/s, trainable and frozen parameter counts) at the end.
-
-Every file is written to a temporary name and renamed into place. Under
-`MultiWorkerMirroredStrategy` only the chief writes these; the other workers
-keep their backups and final weights under `workers/<type>-<index>/`.
+The run directory's files, its lock and its configuration check are
+`keras_lc.training.run_dir`'s. Every file is written to a temporary name and
+renamed into place. Under `MultiWorkerMirroredStrategy` only the chief writes
+them; the other workers keep their backups and final weights under
+`workers/<type>-<index>/`.
 """
 
 import json
@@ -31,6 +22,7 @@ from keras_lc.training.callbacks import (
     TrainingDiverged,
 )
 from keras_lc.training.recipe import Recipe
+from keras_lc.training.run_dir import RunDirectory, RunDirectoryError
 from keras_lc.training.strategy import (
     batchnorm_layers,
     describe_hardware,
@@ -42,10 +34,6 @@ from keras_lc.training.strategy import (
 )
 
 __all__ = ["train", "parameter_counts", "outputs_logits", "RunDirectoryError", "TrainingDiverged"]
-
-
-class RunDirectoryError(ValueError):
-    """The run directory holds a finished run or a different configuration."""
 
 
 def parameter_counts(model):
@@ -90,26 +78,6 @@ def lc_implementations(model):
             if isinstance(layer, LCConv2D) and layer.built
         }
     )
-
-
-def _check_run_dir(out, config):
-    summary, config_path = out / "summary.json", out / "config.json"
-    if summary.exists():
-        raise RunDirectoryError(
-            f"'{out}' already holds a finished run (summary.json exists); choose a new --out."
-        )
-    if config_path.exists():
-        with open(config_path, encoding="utf-8") as f:
-            previous = json.load(f)
-        changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-        if changed:
-            raise RunDirectoryError(
-                f"'{out}' holds an unfinished run with a different configuration (differs in "
-                f"{changed}); resume it with the same command or choose a new --out."
-            )
-        return True
-    write_json_atomic(config_path, config)
-    return False
 
 
 def _mixed_policy():
@@ -158,7 +126,8 @@ def train(
         The summary dict (also written to `summary.json` by the chief).
 
     Raises:
-        RunDirectoryError: `out_dir` holds a finished or different run.
+        RunDirectoryError: `out_dir` is a file or unwritable, holds a finished
+            or different run, or another `train` holds its lock.
         TrainingDiverged: the loss became NaN/inf (the last good epoch's
             backup is kept).
     """
@@ -199,8 +168,16 @@ def train(
         **(config or {}),
     }
     run_config = json.loads(json.dumps(run_config))
-    resuming = _check_run_dir(out, run_config) if is_chief else False
-    own_dir.mkdir(parents=True, exist_ok=True)
+    # The chief locks the run directory for the whole run; the configuration is
+    # only stored once the model is built, so a failed start leaves none behind.
+    run_dir = RunDirectory.open(out) if is_chief else None
+    try:
+        resuming = run_dir.check(run_config) if is_chief else False
+        own_dir.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        if run_dir is not None:
+            run_dir.close()
+        raise
 
     previous_policy = keras.mixed_precision.global_policy()
     if recipe.mixed_precision:
@@ -247,6 +224,8 @@ def train(
                 ],
                 jit_compile="auto" if recipe.xla is None else recipe.xla,
             )
+        if is_chief:
+            run_dir.write_config(run_config)
         implementations = lc_implementations(model)
         say(
             f"[keras-lc] {'resuming' if resuming else 'starting'} run '{out}': strategy "
@@ -341,6 +320,8 @@ def train(
         return summary
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        if run_dir is not None:
+            run_dir.close()
 
 
 def _float32_outputs(model):

@@ -88,7 +88,7 @@ def test_bad_arguments():
     message = "`bank_channels` must be a positive integer. Received: bank_channels=0"
     with pytest.raises(ValueError, match=message):
         SharedLCConv2D(4, 3, bank_seed=0, bank_channels=0, bank_filters=4)
-    with pytest.raises(ValueError, match="`seed` must be a non-negative integer. Received: seed=-1"):
+    with pytest.raises(ValueError, match="`seed` must be an integer in \\[0, 2\\*\\*63 - 1\\]. Received: seed=-1"):
         SharedLCConv2D(4, 3, bank_seed=-1, bank_channels=4, bank_filters=4)
     with pytest.raises(ValueError, match=r"needs a \(c_in=32, m=8\) slice of a bank of 16 channels"):
         SharedLCConv2D(4, 3, expansion=2, **BANK)(_x((1, 8, 8, 32)))

@@ -1,0 +1,138 @@
+"""The run directory of `keras-lc train`: its lock, its configuration check, its leftovers.
+
+A run directory holds `config.json` (the resolved configuration: model,
+recipe, data source), `history.csv`, `learning_curve.png`, `tensorboard/`,
+`backup/` while unfinished, then `final.weights.h5`, `model.keras` and
+`summary.json`, and `.lock`, the lock file a running `train` holds.
+
+- `RunDirectory.open(out)` takes the lock (an exclusive `fcntl.flock`, released
+  when the process ends however it ends) or refuses with the holder's pid,
+  and removes temporaries that an interrupted write left behind.
+- `RunDirectory.check(config)` compares the resolved configuration with a
+  stored one, ignoring how it was spelled on the command line
+  (`IGNORED_ON_RESUME`), and says whether the run resumes.
+- `RunDirectory.write_config(config)` stores it, once the model is built and
+  everything is validated, so a failed start leaves no configuration behind.
+"""
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from keras_lc.files import write_json_atomic
+
+__all__ = ["RunDirectory", "RunDirectoryError", "IGNORED_ON_RESUME"]
+
+#: Configuration keys a resume does not compare: the command line as typed
+#: and the data location as typed (the data's identity is compared in `data`).
+IGNORED_ON_RESUME = ("command", "data_dir")
+
+
+class RunDirectoryError(ValueError):
+    """The run directory is unusable: a file, unwritable, finished, another run's, or in use."""
+
+
+class RunDirectory:
+    """A locked run directory (see the module docstring).
+
+    Example:
+
+    >>> import tempfile
+    >>> run = RunDirectory.open(tempfile.mkdtemp())
+    >>> run.check({"recipe": {"epochs": 2}})  # nothing stored yet: a new run
+    False
+    >>> run.write_config({"recipe": {"epochs": 2}, "command": "keras-lc train ..."})
+    >>> run.check({"recipe": {"epochs": 2}, "command": "keras-lc train (flags swapped)"})
+    True
+    >>> run.close()
+    """
+
+    def __init__(self, path, lock_file):
+        self.path = Path(path)
+        self._lock_file = lock_file
+
+    @classmethod
+    def open(cls, out):
+        """Create (if needed) and lock `out`; clean up its orphan temporaries."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise RunDirectoryError(f"--out '{out}' is a file, not a directory; choose a directory.")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            lock_file = open(out / ".lock", "a+", encoding="utf-8")
+        except OSError as error:
+            raise RunDirectoryError(
+                f"cannot create or write the run directory '{out}' ({error.strerror or error}); "
+                "choose a writable --out."
+            ) from None
+        try:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise RunDirectoryError(
+                f"'{out}' is in use by another keras-lc train (pid {holder}); wait for it to end "
+                "or choose another --out."
+            ) from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        run = cls(out, lock_file)
+        run.remove_temporaries()
+        return run
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        """Release the lock (the `.lock` file stays; it is only ever locked, never trusted)."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def remove_temporaries(self):
+        """Delete the `.NAME.*.tmp*` files an interrupted atomic write left; return their names."""
+        removed = []
+        for folder in (self.path, self.path / "backup"):
+            if folder.is_dir():
+                for leftover in folder.glob(".*.tmp*"):
+                    if leftover.is_file():
+                        leftover.unlink()
+                        removed.append(leftover.name)
+        return removed
+
+    def check(self, config):
+        """True if `config` resumes the stored run, False if there is none; else refuse."""
+        if (self.path / "summary.json").exists():
+            raise RunDirectoryError(
+                f"'{self.path}' already holds a finished run (summary.json exists); choose a new --out."
+            )
+        config_path = self.path / "config.json"
+        if not config_path.exists():
+            return False
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                previous = json.load(f)
+        except (OSError, ValueError) as error:
+            raise RunDirectoryError(
+                f"cannot read '{config_path}' ({error}); restore it or choose a new --out."
+            ) from None
+        keys = (set(previous) | set(config)) - set(IGNORED_ON_RESUME)
+        changed = sorted(k for k in keys if previous.get(k) != config.get(k))
+        if changed:
+            raise RunDirectoryError(
+                f"'{self.path}' holds an unfinished run with a different configuration (differs in "
+                f"{changed}); resume it with the same settings or choose a new --out."
+            )
+        return True
+
+    def write_config(self, config):
+        """Store the run's configuration (a resume keeps the first one)."""
+        if not (self.path / "config.json").exists():
+            write_json_atomic(self.path / "config.json", config)
