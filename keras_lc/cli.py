@@ -480,6 +480,19 @@ def _one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def _say_cache_use():
+    """Print the dataset cache's INFO lines (unpacking, reusing) as `[keras-lc] ...` on stdout."""
+    import logging
+
+    logger = logging.getLogger("keras_lc.archives")
+    if not any(getattr(h, "keras_lc_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("[keras-lc] %(message)s"))
+        handler.keras_lc_cli = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv=None):
     """Entry point of the `keras-lc` console script; returns the exit status."""
     _init_devices_quietly()
@@ -489,6 +502,7 @@ def main(argv=None):
     args.argv = argv
     prog = f"{PROG} {args.command_name}"
     debug = bool(os.environ.get("KERAS_LC_DEBUG"))
+    _say_cache_use()
     from keras_lc.training import TrainingDiverged
 
     try:

@@ -48,6 +48,8 @@ def test_train_then_evaluate_a_frozen_lc_model(tmp_path, cifar_archive, capsys):
          "--epochs", "1", "--batch-size", "50", "--no-validation", "--out", str(out)], capsys)
     assert code == 0, err
     assert "[keras-lc] LCConv2D implementation: basis (default for frozen LC under SGD" in stdout
+    said = [line for line in stdout.splitlines() if f"'{cifar_archive}'" in line]
+    assert said and said[0].startswith(("[keras-lc] reusing unpacked", "[keras-lc] unpacking")), stdout
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == {"name": "resnet_lc20", "kwargs": {
         "classes": 10, "classifier_activation": None, "expansion": 2, "implementation": "basis",
