@@ -8,6 +8,7 @@ and platform independent) and then cast to the requested dtype.
 """
 
 import math
+import zlib
 
 import keras
 import numpy as np
@@ -18,10 +19,6 @@ from keras_lc.validation import check_seed
 STREAM_SPATIAL = 0
 STREAM_COMBINATION = 1
 STREAM_BIAS = 2
-
-
-def _check_seed(seed):
-    return check_seed(seed)
 
 
 def fan_in_of(shape):
@@ -60,7 +57,7 @@ def torch_uniform(shape, seed, stream=STREAM_SPATIAL, fan_in=None):
     Returns:
         A float64 `np.ndarray` of `shape`.
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     shape = tuple(int(d) for d in shape)
     if fan_in is None:
         fan_in = fan_in_of(shape)
@@ -100,7 +97,7 @@ class TorchUniform(keras.initializers.Initializer):
     """
 
     def __init__(self, seed, stream=STREAM_SPATIAL, fan_in=None):
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or stream < 0:
             raise ValueError(
                 f"`stream` must be a non-negative integer. Received: stream={stream!r}"
@@ -119,3 +116,38 @@ class TorchUniform(keras.initializers.Initializer):
 
     def get_config(self):
         return {"seed": self.seed, "stream": self.stream, "fan_in": self.fan_in}
+
+
+# ------------------------------------------------------------ seed derivation
+def layer_seed(seed, key):
+    """A layer's seed derived from a model `seed` and the layer's `key` (its name).
+
+    Deterministic across runs, machines and Python versions (CRC-32 of the
+    key and NumPy's `SeedSequence`), and independent of layer order, so
+    adding a layer elsewhere leaves every other layer's kernel unchanged.
+    """
+    seed = check_seed(seed)
+    state = np.random.SeedSequence([seed, zlib.crc32(str(key).encode("utf-8"))])
+    return int(state.generate_state(1, np.uint32)[0] >> 1)
+
+
+def resolve_seed(seed):
+    """`seed` validated, or a fresh one from NumPy's global generator when `None`.
+
+    Drawing from the global generator makes `keras.utils.set_random_seed`
+    reproduce it, as for `LCConv2D(seed=None)`.
+    """
+    if seed is None:
+        return int(np.random.randint(0, 2**31 - 1))
+    return check_seed(seed)
+
+
+def spatial_initializer(kernel_size, seed, depthwise=False):
+    """The frozen-random initializer of a k x k kernel: PyTorch's default bounds.
+
+    U[-a, a] with a = 1/sqrt(fan_in): fan_in = c_in/groups * kh * kw for a
+    `Conv2D` (inferred from the kernel shape) and kh * kw for a
+    `DepthwiseConv2D` (PyTorch's depthwise weight is `(C * mult, 1, kh, kw)`).
+    """
+    k_h, k_w = kernel_size
+    return TorchUniform(seed, STREAM_SPATIAL, fan_in=k_h * k_w if depthwise else None)

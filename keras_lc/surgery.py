@@ -12,49 +12,15 @@ which initializer a frozen random kernel gets (`spatial_initializer`).
 """
 
 import dataclasses
-import zlib
 
 import keras
 import numpy as np
 
-from keras_lc.initializers import STREAM_SPATIAL, TorchUniform, _check_seed
-from keras_lc.layers.lc_conv2d import IMPLEMENTATIONS, LCConv2D, _positive_int
+from keras_lc.initializers import layer_seed, resolve_seed, spatial_initializer
+from keras_lc.layers.lc_conv2d import IMPLEMENTATIONS, LCConv2D
+from keras_lc.validation import check_bool, positive_int
 from keras_lc.layers.refocus_conv2d import RefocusConv2D
 from keras_lc.model_kinds import require_functional_or_sequential
-
-
-def layer_seed(seed, key):
-    """A layer's seed derived from a model `seed` and the layer's `key` (its name).
-
-    Deterministic across runs, machines and Python versions (CRC-32 of the
-    key and NumPy's `SeedSequence`), and independent of layer order, so
-    adding a layer elsewhere leaves every other layer's kernel unchanged.
-    """
-    seed = _check_seed(seed)
-    state = np.random.SeedSequence([seed, zlib.crc32(str(key).encode("utf-8"))])
-    return int(state.generate_state(1, np.uint32)[0] >> 1)
-
-
-def resolve_seed(seed):
-    """`seed` validated, or a fresh one from NumPy's global generator when `None`.
-
-    Drawing from the global generator makes `keras.utils.set_random_seed`
-    reproduce it, as for `LCConv2D(seed=None)`.
-    """
-    if seed is None:
-        return int(np.random.randint(0, 2**31 - 1))
-    return _check_seed(seed)
-
-
-def spatial_initializer(kernel_size, seed, depthwise=False):
-    """The frozen-random initializer of a k x k kernel: PyTorch's default bounds.
-
-    U[-a, a] with a = 1/sqrt(fan_in): fan_in = c_in/groups * kh * kw for a
-    `Conv2D` (inferred from the kernel shape) and kh * kw for a
-    `DepthwiseConv2D` (PyTorch's depthwise weight is `(C * mult, 1, kh, kw)`).
-    """
-    k_h, k_w = kernel_size
-    return TorchUniform(seed, STREAM_SPATIAL, fan_in=k_h * k_w if depthwise else None)
 
 
 def is_spatial_conv(layer):
@@ -71,12 +37,6 @@ def _check_model(model, rebuilt_by=None):
             f"Model '{model.name}' is not built: give it an `Input` or call "
             "`model.build(input_shape)` first."
         )
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
-    return bool(value)
 
 
 def _walk(model, prefix=""):
@@ -156,7 +116,7 @@ def freeze_spatial(model, reinitialize=True, seed=None):
     (296, 72)
     """
     _check_model(model)
-    reinitialize = _check_bool(reinitialize, "reinitialize")
+    reinitialize = check_bool(reinitialize, "reinitialize")
     seed = resolve_seed(seed)
     before = count_trainable_params(model)
     frozen = []
@@ -217,8 +177,8 @@ def lcify(model, expansion=1, spatial_trainable=False, implementation="auto", se
             f"Received: implementation={implementation!r}"
         )
     settings = {
-        "expansion": _positive_int(expansion, "expansion"),
-        "spatial_trainable": _check_bool(spatial_trainable, "spatial_trainable"),
+        "expansion": positive_int(expansion, "expansion"),
+        "spatial_trainable": check_bool(spatial_trainable, "spatial_trainable"),
         "implementation": implementation,
     }
     replaced = []
@@ -381,8 +341,8 @@ def refocus(model, zero_init=True, refocus_kernel_size=3):
     True
     """
     _check_model(model, "refocus")
-    zero_init = _check_bool(zero_init, "zero_init")
-    size = _positive_int(refocus_kernel_size, "refocus_kernel_size")
+    zero_init = check_bool(zero_init, "zero_init")
+    size = positive_int(refocus_kernel_size, "refocus_kernel_size")
     if size % 2 == 0:
         raise ValueError(
             f"`refocus_kernel_size` must be odd. Received: refocus_kernel_size={refocus_kernel_size!r}"

@@ -20,10 +20,10 @@ def check_bool(value, name):
     >>> check_bool("no", "use_bias")
     Traceback (most recent call last):
     ...
-    ValueError: `use_bias` must be a bool (True or False). Received: use_bias='no'
+    ValueError: `use_bias` must be a bool. Received: use_bias='no'
     """
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be a bool (True or False). Received: {name}={value!r}")
+        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
     return bool(value)
 
 
@@ -43,3 +43,97 @@ def check_seed(seed, name="seed", maximum=MAX_SEED):
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= maximum:
         raise ValueError(f"`{name}` must be an integer in [0, {bound}]. Received: {name}={seed!r}")
     return int(seed)
+
+
+#: The paddings a 2-D convolution accepts.
+PADDINGS = ("same", "valid")
+
+
+def positive_int(value, name):
+    """`value` as an int >= 1; a `ValueError` quoting it otherwise.
+
+    Example:
+
+    >>> positive_int(3, "filters")
+    3
+    >>> positive_int(0, "filters")
+    Traceback (most recent call last):
+    ...
+    ValueError: `filters` must be a positive integer. Received: filters=0
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def pair(value, name):
+    """An int or a pair of ints, each >= 1, as a 2-tuple.
+
+    Example:
+
+    >>> pair(3, "kernel_size"), pair((1, 2), "strides")
+    ((3, 3), (1, 2))
+    """
+    items = (value, value) if isinstance(value, (int, np.integer)) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = ()
+    if len(items) != 2 or any(
+        isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1 for v in items
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive integer or a tuple of 2 positive integers. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(int(v) for v in items)
+
+
+def check_choice(value, name, choices):
+    """`value` if it is one of `choices`; a `ValueError` listing them otherwise.
+
+    Example:
+
+    >>> check_choice("A", "shortcut", ("A", "B"))
+    'A'
+    """
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+    return value
+
+
+def conv_geometry(kernel_size, strides, padding, dilation_rate):
+    """Validated `(kernel_size, strides, padding, dilation_rate)` of a 2-D convolution
+    (pairs of positive ints, lower-case padding), with Keras' error messages.
+
+    Example:
+
+    >>> conv_geometry(3, 2, "SAME", 1)
+    ((3, 3), (2, 2), 'same', (1, 1))
+    """
+    kernel_size = pair(kernel_size, "kernel_size")
+    pair_strides, pair_dilation = pair(strides, "strides"), pair(dilation_rate, "dilation_rate")
+    if max(pair_strides) > 1 and max(pair_dilation) > 1:
+        raise ValueError(
+            "`strides > 1` is not compatible with `dilation_rate > 1`. "
+            f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
+        )
+    padding_key = padding.lower() if isinstance(padding, str) else padding
+    if padding_key not in PADDINGS:
+        raise ValueError(f"`padding` must be one of {PADDINGS}. Received: padding={padding!r}")
+    return kernel_size, pair_strides, padding_key, pair_dilation
+
+
+def conv_output_length(length, kernel, stride, padding, dilation):
+    """Output length of a convolution along one axis (`None` stays `None`).
+
+    Example:
+
+    >>> conv_output_length(32, 3, 2, "same", 1), conv_output_length(32, 3, 1, "valid", 2)
+    (16, 28)
+    """
+    if length is None:
+        return None
+    if padding == "same":
+        return -(-length // stride)
+    return (length - (kernel - 1) * dilation - 1) // stride + 1

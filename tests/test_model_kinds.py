@@ -8,7 +8,7 @@ import pytest
 from keras_lc import fold, freeze_spatial, lcify, refocus
 from keras_lc.initializers import torch_uniform
 from keras_lc.model_kinds import require_functional_or_sequential
-from keras_lc.surgery import layer_seed
+from keras_lc.initializers import layer_seed
 
 
 class TwoConvs(keras.Model):

@@ -7,7 +7,8 @@ import pytest
 from keras_lc import LCConv2D, fold, freeze_spatial, lcify, refocus, zoo
 from keras_lc.initializers import torch_uniform
 from keras_lc.layers import RefocusConv2D
-from keras_lc.surgery import FreezeSummary, count_trainable_params, layer_seed
+from keras_lc.initializers import layer_seed
+from keras_lc.surgery import FreezeSummary, count_trainable_params
 from tests.reference import randomize_batchnorm, rel_error
 
 

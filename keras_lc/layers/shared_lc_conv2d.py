@@ -5,7 +5,8 @@ import functools
 import keras
 import numpy as np
 
-from keras_lc.initializers import STREAM_SPATIAL, _check_seed, torch_uniform
+from keras_lc.initializers import STREAM_SPATIAL, torch_uniform
+from keras_lc.validation import check_seed
 from keras_lc.layers.lc_conv2d import LCConv2D, _positive_int
 
 
@@ -84,7 +85,7 @@ class SharedLCConv2D(LCConv2D):
                 f"'composed'. Received: implementation={implementation!r}"
             )
         super().__init__(filters, kernel_size, implementation=implementation, **kwargs)
-        self.bank_seed = _check_seed(bank_seed)
+        self.bank_seed = check_seed(bank_seed)
         self.bank_channels = _positive_int(bank_channels, "bank_channels")
         self.bank_filters = _positive_int(bank_filters, "bank_filters")
 

@@ -27,7 +27,7 @@ import keras
 from keras_lc import weights as weights_registry
 from keras_lc.initializers import STREAM_BIAS, TorchUniform
 from keras_lc.layers.lc_conv2d import LCConv2D, _pair, _positive_int
-from keras_lc.surgery import layer_seed, resolve_seed, spatial_initializer
+from keras_lc.initializers import layer_seed, resolve_seed, spatial_initializer
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
 POOLINGS = (None, "avg", "max")

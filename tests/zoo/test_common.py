@@ -8,7 +8,7 @@ import keras_lc.weights
 from keras_lc import LCConv2D, zoo
 from keras_lc.data import sha256_of
 from keras_lc.initializers import torch_uniform
-from keras_lc.surgery import layer_seed
+from keras_lc.initializers import layer_seed
 from keras_lc.zoo import common
 
 BAD_ARGUMENTS = [

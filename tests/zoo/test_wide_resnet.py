@@ -9,7 +9,7 @@ import pytest
 
 from keras_lc import zoo
 from keras_lc.initializers import torch_uniform
-from keras_lc.surgery import layer_seed
+from keras_lc.initializers import layer_seed
 
 
 def _input_layer(model, name):
