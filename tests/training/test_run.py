@@ -87,7 +87,7 @@ def _weights(path):
     return values
 
 
-def test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_one(tmp_path):
+def test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_one(tmp_path, cifar_archive):
     """Killed hard after epoch 1, resumed: every saved array equals the uninterrupted run's.
 
     With the paper's pad-4 crop + flip on, each random choice is a function of

@@ -101,7 +101,7 @@ def _mirrored_main():
     print("RESULT " + json.dumps(result))
 
 
-def test_mirrored_two_cpus_matches_one_device_with_synchronized_batchnorm(tmp_path):
+def test_mirrored_two_cpus_matches_one_device_with_synchronized_batchnorm(tmp_path, cifar_archive):
     done = subprocess.run([sys.executable, "-m", "tests.training.test_strategy", "mirrored", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -138,7 +138,7 @@ def _h5_values(path):
     return values
 
 
-def test_multiworker_two_processes_on_loopback_end_with_identical_weights(tmp_path):
+def test_multiworker_two_processes_on_loopback_end_with_identical_weights(tmp_path, cifar_archive):
     from tests.training.test_run import tiny_run
 
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
