@@ -30,32 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from keras_lc.data import sha256_of
+from keras_lc.training.run_dir import FINAL_WEIGHTS, load_run, read_summary  # noqa: F401 (load_run: public here too)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-
-
-def _read_json(path, missing):
-    if not Path(path).is_file():
-        raise FileNotFoundError(missing)
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_run(run_dir, weights=None):
-    """`(config, model)`: a run's config and its model with the final weights."""
-    from keras_lc import zoo
-
-    run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json", f"'{run_dir}' is not a run directory: no config.json in it")
-    weights = Path(weights or run_dir / "final.weights.h5")
-    if not weights.is_file():
-        raise FileNotFoundError(f"no weights file '{weights}' (has the run finished?)")
-    model = zoo.get_model(config["model"]["name"], **config["model"]["kwargs"])
-    try:
-        model.load_weights(weights)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"cannot load '{weights}' into {config['model']['name']!r}: {error}") from None
-    return config, model
 
 
 def compare_forms(model, folded, test, batch_size=256):
@@ -271,8 +248,8 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
     if paper_top1 is not None and not 0 < paper_top1 <= 1:
         raise ValueError(f"paper_top1 must be a fraction in (0, 1]. Received: paper_top1={paper_top1!r}")
     run_dir = Path(run_dir)
-    summary = _read_json(run_dir / "summary.json", f"'{run_dir}' has no summary.json: has the run finished?")
-    run_sha256 = sha256_of(run_dir / "final.weights.h5") if (run_dir / "final.weights.h5").is_file() else None
+    summary = read_summary(run_dir)
+    run_sha256 = sha256_of(run_dir / FINAL_WEIGHTS) if (run_dir / FINAL_WEIGHTS).is_file() else None
     _check_replaceable(Path(zoo_dir) / name, run_sha256, overwrite)
     config, model = load_run(run_dir)
     kwargs = _builder_kwargs(config)

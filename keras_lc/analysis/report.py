@@ -15,6 +15,7 @@ from keras_lc.analysis.robustness import robust_accuracy
 from keras_lc.analysis.spatial import spatial_variance, spatial_variance_by_size
 from keras_lc.data import CIFAR10_MEAN, CIFAR10_STD
 from keras_lc.layers import LCConv2D
+from keras_lc.training.run_dir import MODEL
 
 REPORT_NAME = "analysis.json"
 COMPARISON_NAME = "comparison.json"
@@ -46,8 +47,8 @@ def resolve_model_path(model_or_run):
         found = sorted(path.glob("*.keras"))
         if len(found) == 1:
             return found[0]
-        if (path / "model.keras").is_file():
-            return path / "model.keras"
+        if (path / MODEL).is_file():
+            return path / MODEL
         if not found:
             raise FileNotFoundError(f"No .keras model file in run directory '{path}'.")
         raise ValueError(

@@ -22,7 +22,16 @@ from keras_lc.training.callbacks import (
     TrainingDiverged,
 )
 from keras_lc.training.recipe import Recipe
-from keras_lc.training.run_dir import RunDirectory, RunDirectoryError
+from keras_lc.training.run_dir import (
+    BACKUP,
+    FINAL_WEIGHTS,
+    HISTORY,
+    LEARNING_CURVE,
+    MODEL,
+    SUMMARY,
+    RunDirectory,
+    RunDirectoryError,
+)
 from keras_lc.training.strategy import (
     batchnorm_layers,
     describe_hardware,
@@ -30,6 +39,7 @@ from keras_lc.training.strategy import (
     resolve_strategy_name,
     strategy_name_of,
     synchronize_batchnorm,
+    work_around_multiworker_keras_bugs,
     worker_role,
 )
 
@@ -132,9 +142,6 @@ def train(
             backup is kept).
     """
     import keras
-    import tensorflow as tf
-
-    from keras_lc.data import make_pipeline
 
     recipe = (recipe or Recipe()).validate()
     if isinstance(validation_freq, bool) or not isinstance(validation_freq, int) or validation_freq < 1:
@@ -184,46 +191,14 @@ def train(
         keras.mixed_precision.set_global_policy(_mixed_policy())
     try:
         keras.utils.set_random_seed(recipe.seed)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         # The pipeline holds the epochs still to run, epoch e's order a function
         # of (seed, e) only: a resumed run sees the uninterrupted run's data order.
-        backup_dir = own_dir / "backup"
+        backup_dir = own_dir / BACKUP
         first_epoch = min(AtomicBackupAndRestore.saved_epoch(backup_dir), recipe.epochs - 1)
-        train_ds = make_pipeline(
-            train_data,
-            training=True,
-            epochs=range(first_epoch, recipe.epochs),
-            batch_size=recipe.batch_size,
-            augment=recipe.augment,
-            seed=recipe.seed,
-            randaugment=recipe.randaugment,
-            mixup_alpha=recipe.mixup_alpha,
-            cutmix_alpha=recipe.cutmix_alpha,
-        ).with_options(options)
-        test_ds = None
-        if test_data is not None:
-            test_ds = make_pipeline(test_data, training=False, batch_size=recipe.batch_size)
-            test_ds = test_ds.with_options(options)
+        train_ds, test_ds = _pipelines(train_data, test_data, recipe, first_epoch)
 
-        with strategy.scope():
-            model = build_model()
-            if not model.built:
-                raise ValueError("`build_model` must return a built model (give it an input shape).")
-            model = _float32_outputs(model)
-            synced = synchronize_batchnorm(model) if replicas > 1 else 0
-            if strategy_name == "multiworker":
-                _work_around_multiworker_keras_bugs(model, strategy)
-            from_logits = outputs_logits(model)
-            model.compile(
-                optimizer=recipe.make_optimizer(steps_per_epoch),
-                loss=recipe.make_loss(from_logits=from_logits),
-                metrics=[
-                    keras.metrics.CategoricalAccuracy(name="top1"),
-                    keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
-                ],
-                jit_compile="auto" if recipe.xla is None else recipe.xla,
-            )
+        model, synced = _compiled_model(build_model, strategy, strategy_name, replicas, recipe,
+                                        steps_per_epoch)
         if is_chief:
             run_dir.write_config(run_config)
         implementations = lc_implementations(model)
@@ -237,8 +212,8 @@ def train(
         )
         backup = AtomicBackupAndRestore(str(backup_dir), delete_checkpoint=False)
         log = EpochLog(
-            own_dir / "history.csv" if is_chief else None,
-            own_dir / "learning_curve.png" if is_chief else None,
+            own_dir / HISTORY if is_chief else None,
+            own_dir / LEARNING_CURVE if is_chief else None,
             train_data.num_examples,
             recipe.epochs,
             print_fn=say if print_fn and is_chief else None,
@@ -272,19 +247,12 @@ def train(
             verbose=verbose if print_fn else 0,
         )
         synchronize_batchnorm(model, False)
-        final = history.history
-        last_epoch_validated = recipe.epochs % validation_freq == 0
-        if test_ds is not None and validate and last_epoch_validated and final.get("val_top1"):
-            metrics = {k[4:]: float(v[-1]) for k, v in final.items() if k.startswith("val_")}
-        elif test_ds is not None:
-            metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose if print_fn else 0)
-            metrics = {k: float(v) for k, v in metrics.items()}
-        else:
-            metrics = {}
+        metrics = _final_metrics(model, history.history, test_ds, validate and recipe.epochs %
+                                 validation_freq == 0, verbose if print_fn else 0)
         wall = time.perf_counter() - start
-        with atomic_path(own_dir / "final.weights.h5", suffix=".weights.h5") as tmp:
+        with atomic_path(own_dir / FINAL_WEIGHTS, suffix=".weights.h5") as tmp:
             model.save_weights(tmp)
-        with atomic_path(own_dir / "model.keras") as tmp:
+        with atomic_path(own_dir / MODEL) as tmp:
             model.save(tmp)  # architecture + weights: for `analyze`, `export`, load_model
         rows = [log.rows[e] for e in sorted(log.rows)]
         summary = {
@@ -311,7 +279,7 @@ def train(
             "tensorboard_logs": bool(tensorboard),
         }
         if is_chief:
-            write_json_atomic(out / "summary.json", summary)
+            write_json_atomic(out / SUMMARY, summary)
         _remove_tree(backup_dir)
         say(
             f"[keras-lc] finished: top-1 {summary['top1']}, top-5 {summary['top5']}, "
@@ -322,6 +290,66 @@ def train(
         keras.mixed_precision.set_global_policy(previous_policy)
         if run_dir is not None:
             run_dir.close()
+
+
+def _pipelines(train_data, test_data, recipe, first_epoch):
+    """The training pipeline of epochs `first_epoch..recipe.epochs-1` and the test pipeline."""
+    import tensorflow as tf
+
+    from keras_lc.data import make_pipeline
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_ds = make_pipeline(
+        train_data,
+        training=True,
+        epochs=range(first_epoch, recipe.epochs),
+        batch_size=recipe.batch_size,
+        augment=recipe.augment,
+        seed=recipe.seed,
+        randaugment=recipe.randaugment,
+        mixup_alpha=recipe.mixup_alpha,
+        cutmix_alpha=recipe.cutmix_alpha,
+    ).with_options(options)
+    test_ds = None
+    if test_data is not None:
+        test_ds = make_pipeline(test_data, training=False, batch_size=recipe.batch_size)
+        test_ds = test_ds.with_options(options)
+    return train_ds, test_ds
+
+
+def _compiled_model(build_model, strategy, strategy_name, replicas, recipe, steps_per_epoch):
+    """`(model, BatchNorm layers synchronized)`: built in the strategy's scope and compiled."""
+    import keras
+
+    with strategy.scope():
+        model = build_model()
+        if not model.built:
+            raise ValueError("`build_model` must return a built model (give it an input shape).")
+        model = _float32_outputs(model)
+        synced = synchronize_batchnorm(model) if replicas > 1 else 0
+        if strategy_name == "multiworker":
+            work_around_multiworker_keras_bugs(model, strategy)
+        model.compile(
+            optimizer=recipe.make_optimizer(steps_per_epoch),
+            loss=recipe.make_loss(from_logits=outputs_logits(model)),
+            metrics=[
+                keras.metrics.CategoricalAccuracy(name="top1"),
+                keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
+            ],
+            jit_compile="auto" if recipe.xla is None else recipe.xla,
+        )
+    return model, synced
+
+
+def _final_metrics(model, history, test_ds, last_epoch_validated, verbose):
+    """The final weights' test metrics: the last validation's, else a final evaluation."""
+    if test_ds is not None and last_epoch_validated and history.get("val_top1"):
+        return {k[4:]: float(v[-1]) for k, v in history.items() if k.startswith("val_")}
+    if test_ds is not None:
+        metrics = model.evaluate(test_ds, return_dict=True, verbose=verbose)
+        return {k: float(v) for k, v in metrics.items()}
+    return {}
 
 
 def _float32_outputs(model):
@@ -336,48 +364,6 @@ def _float32_outputs(model):
         return model
     cast = keras.layers.Activation("linear", dtype="float32", name="float32_outputs")
     return keras.Model(model.inputs, [cast(t) for t in model.outputs], name=model.name)
-
-
-def _work_around_multiworker_keras_bugs(model, strategy):
-    """Two Keras 3 bugs under MultiWorkerMirroredStrategy (keras-team/keras#20585,
-    tensorflow/tensorflow#72388), worked around on this model instance only.
-
-    - Before training, Keras' TF trainer peeks at one distributed batch and
-      all-reduces it (MEAN) only to learn its shapes for a symbolic build; that
-      reduction of a `PerReplica` batch fails. The local replica's values carry
-      the same specs, so they are used instead.
-    - Each step's logs are reduced across workers with `reduce("MEAN", v,
-      axis=0)`, which fails for the scalar metric values; the steps here
-      return them with shape (1,), so that reduction yields the scalar mean.
-    """
-    import types
-
-    import tensorflow as tf
-    from keras import tree
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = next(batches)
-                break
-            data_batch = tree.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues)
-                else v,
-                data_batch,
-            )
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def vector_logs(step):
-        def wrapped(self, data):
-            return tree.map_structure(lambda v: tf.reshape(v, [1]), step(data))
-
-        return wrapped
-
-    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
-    model.train_step = types.MethodType(vector_logs(model.train_step), model)
-    model.test_step = types.MethodType(vector_logs(model.test_step), model)
 
 
 def _tensorboard_installed():

@@ -3,7 +3,9 @@
 A run directory holds `config.json` (the resolved configuration: model,
 recipe, data source), `history.csv`, `learning_curve.png`, `tensorboard/`,
 `backup/` while unfinished, then `final.weights.h5`, `model.keras` and
-`summary.json`, and `.lock`, the lock file a running `train` holds.
+`summary.json`, and `.lock`, the lock file a running `train` holds. The names
+are this module's constants; `read_config`, `read_summary` and `load_run`
+read a run, `RunDirectory` writes one.
 
 - `RunDirectory.open(out)` takes the lock (an exclusive `fcntl.flock`, released
   when the process ends however it ends) or refuses with the holder's pid,
@@ -22,7 +24,18 @@ from pathlib import Path
 
 from keras_lc.files import write_json_atomic
 
-__all__ = ["RunDirectory", "RunDirectoryError", "IGNORED_ON_RESUME"]
+__all__ = ["RunDirectory", "RunDirectoryError", "IGNORED_ON_RESUME", "CONFIG", "SUMMARY",
+           "FINAL_WEIGHTS", "MODEL", "HISTORY", "LEARNING_CURVE", "BACKUP", "read_config",
+           "read_summary", "load_run"]
+
+# The files of a run directory: every module that reads or writes one names them from here.
+CONFIG = "config.json"  #: the resolved configuration (model, recipe, data source, command)
+SUMMARY = "summary.json"  #: written last: the run finished (top-1, epochs, wall time, ...)
+FINAL_WEIGHTS = "final.weights.h5"  #: the final weights (compact: frozen kernels as seeds)
+MODEL = "model.keras"  #: architecture + final weights, loadable after `import keras_lc`
+HISTORY = "history.csv"  #: one row per epoch
+LEARNING_CURVE = "learning_curve.png"
+BACKUP = "backup"  #: the last completed epoch's checkpoint while the run is unfinished
 
 #: Configuration keys a resume does not compare: the command line as typed
 #: and the data location as typed (the data's identity is compared in `data`).
@@ -99,7 +112,7 @@ class RunDirectory:
     def remove_temporaries(self):
         """Delete the `.NAME.*.tmp*` files an interrupted atomic write left; return their names."""
         removed = []
-        for folder in (self.path, self.path / "backup"):
+        for folder in (self.path, self.path / BACKUP):
             if folder.is_dir():
                 for leftover in folder.glob(".*.tmp*"):
                     if leftover.is_file():
@@ -109,11 +122,11 @@ class RunDirectory:
 
     def check(self, config):
         """True if `config` resumes the stored run, False if there is none; else refuse."""
-        if (self.path / "summary.json").exists():
+        if (self.path / SUMMARY).exists():
             raise RunDirectoryError(
                 f"'{self.path}' already holds a finished run (summary.json exists); choose a new --out."
             )
-        config_path = self.path / "config.json"
+        config_path = self.path / CONFIG
         if not config_path.exists():
             return False
         try:
@@ -134,5 +147,49 @@ class RunDirectory:
 
     def write_config(self, config):
         """Store the run's configuration (a resume keeps the first one)."""
-        if not (self.path / "config.json").exists():
-            write_json_atomic(self.path / "config.json", config)
+        if not (self.path / CONFIG).exists():
+            write_json_atomic(self.path / CONFIG, config)
+
+
+def _read_json(path, missing):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(missing)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as error:
+        raise ValueError(f"'{path}' is not valid JSON ({error}); the run directory is damaged.") from None
+
+
+def read_config(run_dir):
+    """The run's `config.json` (a `FileNotFoundError` naming the folder if it is none)."""
+    if Path(run_dir).is_file():
+        raise FileNotFoundError(f"'{run_dir}' is a file, not a run directory")
+    return _read_json(Path(run_dir) / CONFIG, f"'{run_dir}' is not a run directory: no {CONFIG} in it")
+
+
+def read_summary(run_dir):
+    """The finished run's `summary.json` (a `FileNotFoundError` if the run has not finished)."""
+    return _read_json(Path(run_dir) / SUMMARY, f"'{run_dir}' has no {SUMMARY}: has the run finished?")
+
+
+def load_run(run_dir, weights=None):
+    """`(config, model)`: a run's configuration and its model with the final weights.
+
+    The model is rebuilt by its zoo builder from the stored arguments, then
+    `weights` (default: the run's `final.weights.h5`) is loaded into it.
+    """
+    from keras_lc import zoo
+
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    weights = Path(weights or run_dir / FINAL_WEIGHTS)
+    if not weights.is_file():
+        raise FileNotFoundError(f"no weights file '{weights}' (has the run finished?)")
+    model = zoo.get_model(config["model"]["name"], **config["model"]["kwargs"])
+    try:
+        model.load_weights(weights)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"cannot load '{weights}' into {config['model']['name']!r}: {error}") from None
+    return config, model

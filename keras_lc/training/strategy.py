@@ -154,3 +154,45 @@ def synchronize_batchnorm(model, synchronized=True):
     for layer in layers:
         layer.synchronized = bool(synchronized)
     return len(layers)
+
+
+def work_around_multiworker_keras_bugs(model, strategy):
+    """Two Keras 3 bugs under MultiWorkerMirroredStrategy (keras-team/keras#20585,
+    tensorflow/tensorflow#72388), worked around on this model instance only.
+
+    - Before training, Keras' TF trainer peeks at one distributed batch and
+      all-reduces it (MEAN) only to learn its shapes for a symbolic build; that
+      reduction of a `PerReplica` batch fails. The local replica's values carry
+      the same specs, so they are used instead.
+    - Each step's logs are reduced across workers with `reduce("MEAN", v,
+      axis=0)`, which fails for the scalar metric values; the steps here
+      return them with shape (1,), so that reduction yields the scalar mean.
+    """
+    import types
+
+    import tensorflow as tf
+    from keras import tree
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = next(batches)
+                break
+            data_batch = tree.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues)
+                else v,
+                data_batch,
+            )
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def vector_logs(step):
+        def wrapped(self, data):
+            return tree.map_structure(lambda v: tf.reshape(v, [1]), step(data))
+
+        return wrapped
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+    model.train_step = types.MethodType(vector_logs(model.train_step), model)
+    model.test_step = types.MethodType(vector_logs(model.test_step), model)
