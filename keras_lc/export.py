@@ -22,6 +22,7 @@ into place at the end; an existing `zoo/NAME/` is replaced only then.
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import uuid
@@ -165,7 +166,7 @@ counted in the form it trained in (`implementation` above; the basis form trains
 c_out per block, as many values as a plain convolution's kernel).
 
 ## Training
-Dataset `{entry.dataset}` (`{config.get('data_dir')}`), {summary.get('epochs')} epochs,
+Dataset `{entry.dataset}` (`{portable_path(config.get('data_dir'))}`), {summary.get('epochs')} epochs,
 {summary.get('steps')} steps, {summary.get('wall_time_s', 0):.0f} s wall time, median
 {summary.get('images_per_s') or 0:.0f} training images/s, on {entry.hardware or "(hardware not recorded)"}
 ({summary.get('strategy')} strategy, {summary.get('replicas')} replica(s)).
@@ -202,6 +203,47 @@ def _builder_kwargs(config):
     if parameter is not None:
         kwargs.setdefault("frozen_spatial", parameter.default)
     return kwargs
+
+
+def portable_path(path, flag=None):
+    """`path` as a published card may state it: never a machine's absolute path.
+
+    A path through a `shared/` folder becomes `../shared/...` (where the
+    project's data lives beside a checkout); a run directory (`--out`)
+    becomes `runs/NAME`; any other absolute path keeps only its file name.
+
+    Example:
+
+    >>> portable_path("/srv/shared/datasets/cifar10-jpeg.tar.gz")
+    '../shared/datasets/cifar10-jpeg.tar.gz'
+    >>> portable_path("/srv/keras-lc-runs/lc20x128", flag="--out")
+    'runs/lc20x128'
+    """
+    if path is None or not os.path.isabs(str(path)):
+        return path
+    parts = Path(path).parts
+    if "shared" in parts:
+        return "/".join(("..",) + parts[parts.index("shared"):])
+    return f"runs/{Path(path).name}" if flag == "--out" else Path(path).name
+
+
+def portable_command(command):
+    """A recorded command line with every absolute path made `portable_path`.
+
+    Example:
+
+    >>> portable_command("keras-lc train --data-dir /srv/shared/datasets/c.tar.gz --out=/srv/run")
+    'keras-lc train --data-dir ../shared/datasets/c.tar.gz --out runs/run'
+    """
+    words, out, flag = shlex.split(command or ""), [], None
+    for word in words:
+        if word.startswith("--") and "=" in word:
+            word, value = word.split("=", 1)
+            out += [word, portable_path(value, word)]
+        else:
+            out.append(portable_path(word, flag) if flag else word)
+        flag = word if word.startswith("--") else None
+    return shlex.join(out)
 
 
 def _check_replaceable(target, run_sha256, overwrite):
@@ -284,7 +326,7 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
             notop_sha256=sha256_of(staging / notop_file), top1=measured["top1"],
             top1_folded=measured["top1_folded"], epochs=int(summary["epochs"]),
             recipe=json.dumps(config["recipe"], sort_keys=True),
-            command=config.get("command", ""), trainable_params=counts["trainable"],
+            command=portable_command(config.get("command", "")), trainable_params=counts["trainable"],
             total_params=counts["trainable"] + counts["non_trainable"],
             paper_top1=paper_top1, hardware=hardware or summary.get("hardware"),
             builder=config["model"]["name"], slice_top1=measured["slice"]["top1"],
