@@ -149,7 +149,7 @@ def _broken(zoo, name, text):
 
 
 def test_broken_unrelated_manifest_is_skipped_with_a_warning(scratch_zoo):
-    from keras_lc.zoo.common import pretrained_weights
+    from keras_lc.zoo.pretrained import pretrained_weights
 
     shipped = set(weights_lib.published_weights())
     assert "resnet20_16_cifar10" in shipped

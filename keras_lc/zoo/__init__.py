@@ -4,11 +4,23 @@
 `load_published(name)` builds a published model with its weights.
 Every builder takes keras.applications' arguments plus `frozen_spatial` and
 `seed` (LC builders also `expansion`, `kernel_size`, `implementation`).
+
+Layout: `registry` (names, presets as data), `pretrained` (published weights),
+`application` (keras.applications' arguments, input and head), `blocks` (the
+conv/BN factory), and one module per family.
 """
 
-from keras_lc.zoo.common import load_published
 from keras_lc.zoo.mobilenet_v2 import mobilenet_v2
-from keras_lc.zoo.registry import get_builder, get_model, list_models, register_model, register_preset
+from keras_lc.zoo.pretrained import load_published
+from keras_lc.zoo.registry import (
+    Preset,
+    get_builder,
+    get_model,
+    list_models,
+    register_model,
+    register_preset,
+    register_presets,
+)
 from keras_lc.zoo.resnet import resnet18, resnet18d, resnet34, resnet50, resnet50d, resnet101
 from keras_lc.zoo.resnet_cifar import (
     resnet20,
@@ -28,6 +40,7 @@ from keras_lc.zoo.resnet_cifar import (
 from keras_lc.zoo.wide_resnet import wide_resnet, wide_resnet28_10, wide_resnet50_2
 
 __all__ = [
+    "Preset",
     "get_builder",
     "get_model",
     "load_published",
@@ -35,6 +48,7 @@ __all__ = [
     "mobilenet_v2",
     "register_model",
     "register_preset",
+    "register_presets",
     "resnet101",
     "resnet110",
     "resnet18",

@@ -13,14 +13,9 @@ seeded random initialization; all 1x1 convolutions stay trainable.
 
 import keras
 
-from keras_lc.zoo.common import (
-    Application,
-    ConvOptions,
-    batch_norm,
-    conv_bn,
-    depthwise_conv,
-    relu,
-)
+from keras_lc.validation import check_bool
+from keras_lc.zoo.application import Application, application_builder
+from keras_lc.zoo.blocks import ConvOptions, batch_norm, conv_bn, depthwise_conv, relu
 from keras_lc.zoo.registry import register_model
 
 # (expansion t, channels c, blocks n, stride s) of the paper's Table 2.
@@ -56,20 +51,8 @@ def _inverted_residual(x, expansion, filters, strides, options, prefix):
 
 
 @register_model
-def mobilenet_v2(
-    alpha=1.0,
-    low_res=False,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-    frozen_spatial=False,
-    seed=None,
-):
+@application_builder(classes=1000)
+def mobilenet_v2(alpha=1.0, low_res=False, *, application, frozen_spatial=False, seed=None):
     """MobileNetV2 (Sandler et al. 2018).
 
     Args:
@@ -96,22 +79,14 @@ def mobilenet_v2(
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
         raise ValueError(f"`alpha` must be a positive number. Received: alpha={alpha!r}")
-    if not isinstance(low_res, bool):
-        raise ValueError(f"`low_res` must be a bool. Received: low_res={low_res!r}")
+    low_res = check_bool(low_res, "low_res")
     arch = "mobilenet_v2" + ("" if alpha == 1 else f"_{alpha:g}") + ("_low_res" if low_res else "")
     app = Application(
         arch,
         options=ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial),
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
         default_size=32 if low_res else 224,
         min_size=8 if low_res else 32,
+        **application,
     )
     options = app.options
     inputs = app.input()

@@ -1,8 +1,15 @@
-"""The model registry: `@register_model`, `list_models`, `get_model`."""
+"""The model registry: names -> builders (`@register_model`, `register_presets`,
+`list_models`, `get_model`), as timm's `_registry.py`.
+
+A family writes its builder once (with keras.applications' arguments, see
+`keras_lc.zoo.application.application_builder`); its presets are data, a
+`{name: Preset}` table registered by `register_presets`.
+"""
 
 import difflib
 import fnmatch
 import inspect
+from typing import Any, Mapping, NamedTuple
 
 _BUILDERS = {}
 
@@ -38,31 +45,91 @@ def register_model(builder=None, *, name=None):
     return decorator if builder is None else decorator(builder)
 
 
+class Preset(NamedTuple):
+    """A preset as data: the builder arguments its name fixes, and what it is.
+
+    Attributes:
+        fixed: {argument: value} of the family builder, fixed by the name.
+        title: One line saying what the preset is (for its docstring).
+    """
+
+    fixed: Mapping[str, Any]
+    title: str = ""
+
+
+def _see_builder(builder, name, preset):
+    settings = ", ".join(f"{k}={v!r}" for k, v in preset.fixed.items())
+    return f"`{builder.__name__}({settings}, ...)`: see `{builder.__name__}`."
+
+
+def register_presets(builder, presets, doc=None):
+    """Registers `builder` under each name of `presets`, with that preset's arguments fixed.
+
+    The one preset mechanism of the zoo (keras-hub's presets, timm's
+    entrypoints): a family spells its builder once, and its presets are data,
+    `{name: Preset}` (a plain `{argument: value}` dict stands for
+    `Preset(fixed=dict)`). Each preset function's signature is the builder's
+    without the fixed arguments (the others keep their order and defaults);
+    passing a fixed one raises `ValueError`. `doc(builder, name, preset)`
+    writes each preset's docstring; by default it points to `builder`.
+
+    Returns the preset functions, in the order of `presets`.
+
+    Example:
+
+    >>> def tiny(depth=2, width=4, seed=None):
+    ...     return depth, width, seed
+    >>> (tiny3,) = register_presets(tiny, {"tiny_example3": {"depth": 3}})
+    >>> tiny3(8, seed=0)
+    (3, 8, 0)
+    >>> tiny3.__doc__
+    '`tiny(depth=3, ...)`: see `tiny`.'
+    >>> _ = _BUILDERS.pop("tiny_example3")
+    """
+    signature = inspect.signature(builder)
+    doc = doc or _see_builder
+    functions = []
+    for name, preset in presets.items():
+        preset = preset if isinstance(preset, Preset) else Preset(dict(preset))
+        unknown = sorted(set(preset.fixed) - set(signature.parameters))
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            raise ValueError(f"`{builder.__name__}` has no argument(s) {unknown} for preset {name!r}.")
+        function = _preset_function(builder, name, dict(preset.fixed), signature)
+        function.__doc__ = doc(builder, name, preset)
+        functions.append(register_model(function))
+    return tuple(functions)
+
+
 def register_preset(builder, name, **fixed):
     """Registers `builder` with some keyword arguments fixed, under `name`.
 
-    Returns the preset function (its signature is the builder's without the
-    fixed arguments; passing one of them raises `ValueError`).
+    `register_presets(builder, {name: fixed})` for one preset; returns the
+    preset function (its signature is the builder's without the fixed
+    arguments; passing one of them raises `ValueError`).
     """
+    return register_presets(builder, {name: fixed})[0]
 
-    def preset(**kwargs):
+
+def _preset_function(builder, name, fixed, signature):
+    own = signature.replace(parameters=[p for p in signature.parameters.values() if p.name not in fixed])
+
+    def preset(*args, **kwargs):
         clash = sorted(set(fixed) & set(kwargs))
         if clash:
             raise ValueError(
                 f"`{name}` fixes {fixed}; call `{builder.__name__}` to choose them. "
                 f"Received: {', '.join(f'{k}={kwargs[k]!r}' for k in clash)}"
             )
-        return builder(**fixed, **kwargs)
+        try:
+            arguments = own.bind(*args, **kwargs).arguments
+        except TypeError as error:
+            raise TypeError(f"{name}() {error}") from None
+        return builder(**fixed, **arguments)
 
-    signature = inspect.signature(builder)
-    preset.__signature__ = signature.replace(
-        parameters=[p for p in signature.parameters.values() if p.name not in fixed]
-    )
+    preset.__signature__ = own
     preset.__name__ = preset.__qualname__ = name
     preset.__module__ = builder.__module__
-    settings = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-    preset.__doc__ = f"`{builder.__name__}({settings}, ...)`: see `{builder.__name__}`."
-    return register_model(preset)
+    return preset
 
 
 def list_models(pattern="*"):

@@ -13,16 +13,10 @@ stride 8 instead of 32).
 
 import keras
 
-from keras_lc.zoo.common import (
-    Application,
-    ConvOptions,
-    batch_norm,
-    check_bool,
-    check_choice,
-    conv,
-    conv_bn,
-)
-from keras_lc.zoo.registry import register_model
+from keras_lc.validation import check_bool, check_choice, positive_int
+from keras_lc.zoo.application import Application, application_builder
+from keras_lc.zoo.blocks import ConvOptions, batch_norm, conv, conv_bn
+from keras_lc.zoo.registry import Preset, register_presets
 
 STAGE_FILTERS = (64, 128, 256, 512)
 SHORTCUTS = ("A", "B", "D")
@@ -82,22 +76,50 @@ def bottleneck_block(x, filters, width, strides, shortcut_kind, options, prefix)
     return keras.layers.ReLU(name=f"{prefix}_out")(y)
 
 
-def build_resnet(
-    arch,
+@application_builder(classes=1000)
+def resnet_imagenet(
     blocks,
     bottleneck,
-    deep,
-    low_res,
-    frozen_spatial,
-    seed,
+    deep=False,
     width_per_group=64,
-    **application,
+    low_res=False,
+    *,
+    application,
+    frozen_spatial=False,
+    seed=None,
 ):
-    """An ImageNet-style ResNet (the body shared by every public builder here)."""
+    """An ImageNet-style ResNet: the family builder of the presets in `PRESETS`.
+
+    Args:
+        blocks: Blocks per stage, 4 stages of 64, 128, 256 and 512 planes.
+        bottleneck: Bottleneck blocks (4x planes out) instead of basic blocks.
+        deep: ResNet-D: a deep stem of three 3x3 convolutions and
+            average-pool downsampling in the shortcuts.
+        width_per_group: Width of the bottleneck 3x3 convolutions per 64
+            planes (128: Wide-ResNet-50-2).
+        low_res, include_top, weights, input_tensor, input_shape, pooling,
+        classes, classifier_activation, name, frozen_spatial, seed: As in
+            the presets (`resnet18`, ...). The default name is
+            `resnet{depth}` (+ `d`; `wide_` and `_{width_per_group / 64}`
+            for other widths; + `_low_res`).
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    >>> model = resnet_imagenet((1, 1, 1, 1), False, low_res=True, input_shape=(32, 32, 3), seed=0)
+    >>> model.name, model.output_shape
+    ('resnet10_low_res', (None, 1000))
+    """
+    blocks = tuple(positive_int(count, "blocks") for count in blocks)
+    bottleneck, deep = check_bool(bottleneck, "bottleneck"), check_bool(deep, "deep")
+    width_per_group = positive_int(width_per_group, "width_per_group")
     low_res = check_bool(low_res, "low_res")
-    arch = f"{arch}_low_res" if low_res else arch
+    if len(blocks) != len(STAGE_FILTERS):
+        raise ValueError(f"`blocks` must give 4 stages' block counts. Received: blocks={blocks}")
     app = Application(
-        arch,
+        _arch(blocks, bottleneck, deep, width_per_group) + ("_low_res" if low_res else ""),
         options=ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial),
         default_size=32 if low_res else 224,
         min_size=8 if low_res else 32,
@@ -127,6 +149,38 @@ def build_resnet(
     return app.model(inputs, x)
 
 
+def _arch(blocks, bottleneck, deep, width_per_group):
+    """The default model name: `resnet18`, `resnet50d`, `wide_resnet50_2`, ..."""
+    name = f"resnet{(3 if bottleneck else 2) * sum(blocks) + 2}" + ("d" if deep else "")
+    return name if width_per_group == 64 else f"wide_{name}_{width_per_group / 64:g}"
+
+
+def layout(title, blocks, bottleneck, deep=False, width_per_group=64):
+    """A `resnet_imagenet` preset: every argument but `low_res` and keras.applications' fixed."""
+    fixed = dict(blocks=blocks, bottleneck=bottleneck, deep=deep, width_per_group=width_per_group)
+    return Preset(fixed, title)
+
+
+#: The ImageNet ResNet presets: name -> what it is and its layout.
+PRESETS = {
+    "resnet18": layout("ResNet-18 (basic blocks 2-2-2-2), 11.7M parameters", (2, 2, 2, 2), False),
+    "resnet34": layout("ResNet-34 (basic blocks 3-4-6-3), 21.8M parameters", (3, 4, 6, 3), False),
+    "resnet50": layout("ResNet-50 (bottlenecks 3-4-6-3), 25.6M parameters", (3, 4, 6, 3), True),
+    "resnet101": layout("ResNet-101 (bottlenecks 3-4-23-3), 44.5M parameters", (3, 4, 23, 3), True),
+    "resnet18d": layout(
+        "ResNet-18d (deep stem, avg-pool shortcuts), 11.7M parameters", (2, 2, 2, 2), False, deep=True
+    ),
+    "resnet50d": layout(
+        "ResNet-50d (deep stem, avg-pool shortcuts), 25.6M parameters", (3, 4, 6, 3), True, deep=True
+    ),
+    "wide_resnet50_2": layout(
+        "Wide-ResNet-50-2 (bottlenecks 3-4-6-3 with 2x wider 3x3 convolutions), 68.9M parameters",
+        (3, 4, 6, 3),
+        True,
+        width_per_group=128,
+    ),
+}
+
 _DOC = """{title}.
 
     Args:
@@ -150,55 +204,10 @@ _DOC = """{title}.
     """
 
 
-def make_builder(fn_name, title, blocks, bottleneck, deep=False, width_per_group=64):
-    """A registered keras.applications-style builder `fn_name` for one ResNet layout."""
-
-    def builder(
-        low_res=False,
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=None,
-        frozen_spatial=False,
-        seed=None,
-    ):
-        return build_resnet(
-            fn_name,
-            blocks,
-            bottleneck,
-            deep,
-            low_res,
-            frozen_spatial,
-            seed,
-            width_per_group=width_per_group,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-        )
-
-    builder.__name__ = builder.__qualname__ = fn_name
-    builder.__doc__ = _DOC.format(title=title, fn=fn_name, s="s" if deep else "")
-    return register_model(builder)
+def _preset_doc(builder, name, preset):
+    return _DOC.format(title=preset.title, fn=name, s="s" if preset.fixed["deep"] else "")
 
 
-resnet18 = make_builder("resnet18", "ResNet-18 (basic blocks 2-2-2-2), 11.7M parameters", (2, 2, 2, 2), False)
-resnet34 = make_builder("resnet34", "ResNet-34 (basic blocks 3-4-6-3), 21.8M parameters", (3, 4, 6, 3), False)
-resnet50 = make_builder("resnet50", "ResNet-50 (bottlenecks 3-4-6-3), 25.6M parameters", (3, 4, 6, 3), True)
-resnet101 = make_builder(
-    "resnet101", "ResNet-101 (bottlenecks 3-4-23-3), 44.5M parameters", (3, 4, 23, 3), True
-)
-resnet18d = make_builder(
-    "resnet18d", "ResNet-18d (deep stem, avg-pool shortcuts), 11.7M parameters", (2, 2, 2, 2), False, True
-)
-resnet50d = make_builder(
-    "resnet50d", "ResNet-50d (deep stem, avg-pool shortcuts), 25.6M parameters", (3, 4, 6, 3), True, True
+(resnet18, resnet34, resnet50, resnet101, resnet18d, resnet50d, wide_resnet50_2) = register_presets(
+    resnet_imagenet, PRESETS, doc=_preset_doc
 )

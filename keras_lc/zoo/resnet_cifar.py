@@ -23,10 +23,11 @@ with `frozen_spatial=False`.
 
 import dataclasses
 
-from keras_lc.layers.lc_conv2d import _positive_int
 from keras_lc.layers.shared_lc_conv2d import SharedLCConv2D
-from keras_lc.zoo.common import Application, ConvOptions, check_bool, check_choice, conv_bn
-from keras_lc.zoo.registry import register_model, register_preset
+from keras_lc.validation import check_bool, check_choice, positive_int
+from keras_lc.zoo.application import Application, application_builder
+from keras_lc.zoo.blocks import ConvOptions, conv_bn
+from keras_lc.zoo.registry import register_model, register_presets
 from keras_lc.zoo.resnet import SHORTCUTS, basic_block
 
 
@@ -41,8 +42,8 @@ def _blocks_per_stage(depth):
 
 def _build(arch, depth, width, kernel_size, shortcut, options, application, shared_spatial=False):
     blocks = _blocks_per_stage(depth)
-    width = _positive_int(width, "width")
-    kernel_size = _positive_int(kernel_size, "kernel_size")
+    width = positive_int(width, "width")
+    kernel_size = positive_int(kernel_size, "kernel_size")
     check_choice(shortcut, "shortcut", SHORTCUTS[:2])
     app = Application(arch, options=options, default_size=32, min_size=4, **application)
     options = app.options
@@ -94,21 +95,9 @@ def _arch(base, kernel_size, shortcut):
 
 
 @register_model
+@application_builder(classes=10)
 def resnet_cifar(
-    depth=20,
-    width=16,
-    kernel_size=3,
-    shortcut="A",
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name=None,
-    frozen_spatial=False,
-    seed=None,
+    depth=20, width=16, kernel_size=3, shortcut="A", *, application, frozen_spatial=False, seed=None
 ):
     """CIFAR ResNet-{depth}-{width} (He et al. 2015) with plain convolutions.
 
@@ -140,34 +129,19 @@ def resnet_cifar(
     """
     options = ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial)
     arch = _arch(f"resnet{depth}" + ("" if width == 16 else f"_{width}"), kernel_size, shortcut)
-    application = dict(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
     return _build(arch, depth, width, kernel_size, shortcut, options, application)
 
 
 @register_model
+@application_builder(classes=10)
 def resnet_lc(
     depth=20,
     width=16,
     expansion=1,
     kernel_size=3,
     shortcut="A",
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name=None,
+    *,
+    application,
     frozen_spatial=True,
     seed=None,
     implementation="auto",
@@ -224,29 +198,24 @@ def resnet_lc(
                 "frozen_spatial=True. Received: frozen_spatial=False"
             )
         arch += "_shared"
-    application = dict(
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
     return _build(
         arch, depth, width, kernel_size, shortcut, options, application, shared_spatial
     )
 
 
-resnet20 = register_preset(resnet_cifar, "resnet20", depth=20)
-resnet32 = register_preset(resnet_cifar, "resnet32", depth=32)
-resnet44 = register_preset(resnet_cifar, "resnet44", depth=44)
-resnet56 = register_preset(resnet_cifar, "resnet56", depth=56)
-resnet110 = register_preset(resnet_cifar, "resnet110", depth=110)
-resnet_lc20 = register_preset(resnet_lc, "resnet_lc20", depth=20)
-resnet_lc32 = register_preset(resnet_lc, "resnet_lc32", depth=32)
-resnet_lc44 = register_preset(resnet_lc, "resnet_lc44", depth=44)
-resnet_lc56 = register_preset(resnet_lc, "resnet_lc56", depth=56)
-resnet_lc110 = register_preset(resnet_lc, "resnet_lc110", depth=110)
-resnet_lc20_16x128 = register_preset(resnet_lc, "resnet_lc20_16x128", depth=20, width=16, expansion=128)
+#: The CIFAR ResNet presets: name -> the `resnet_cifar` arguments it fixes.
+PRESETS = {f"resnet{depth}": {"depth": depth} for depth in (20, 32, 44, 56, 110)}
+#: The ResNet-LC presets: name -> the `resnet_lc` arguments it fixes.
+LC_PRESETS = {
+    **{f"resnet_lc{depth}": {"depth": depth} for depth in (20, 32, 44, 56, 110)},
+    "resnet_lc20_16x128": {"depth": 20, "width": 16, "expansion": 128},
+}
+resnet20, resnet32, resnet44, resnet56, resnet110 = register_presets(resnet_cifar, PRESETS)
+(
+    resnet_lc20,
+    resnet_lc32,
+    resnet_lc44,
+    resnet_lc56,
+    resnet_lc110,
+    resnet_lc20_16x128,
+) = register_presets(resnet_lc, LC_PRESETS)

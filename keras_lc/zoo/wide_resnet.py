@@ -11,15 +11,17 @@ while the second directly follows the first convolution.
 
 `wide_resnet50_2` is torchvision's Wide-ResNet-50-2: ResNet-50 with twice as
 wide 3x3 bottleneck convolutions (68.9M parameters, 23.6M trainable with
-frozen spatial kernels, as the paper's authors report).
+frozen spatial kernels, as the paper's authors report), a preset of the
+ImageNet ResNet family (`keras_lc.zoo.resnet.PRESETS`), imported here.
 """
 
 import keras
 
-from keras_lc.layers.lc_conv2d import _positive_int
-from keras_lc.zoo.common import Application, ConvOptions, batch_norm, conv, relu
-from keras_lc.zoo.registry import register_model, register_preset
-from keras_lc.zoo.resnet import make_builder
+from keras_lc.validation import positive_int
+from keras_lc.zoo.application import Application, application_builder
+from keras_lc.zoo.blocks import ConvOptions, batch_norm, conv, relu
+from keras_lc.zoo.registry import register_model, register_presets
+from keras_lc.zoo.resnet import wide_resnet50_2  # noqa: F401 (a preset of resnet_imagenet)
 
 
 def _preact_block(x, filters, strides, dropout_rate, options, prefix):
@@ -39,21 +41,8 @@ def _preact_block(x, filters, strides, dropout_rate, options, prefix):
 
 
 @register_model
-def wide_resnet(
-    depth=28,
-    width=10,
-    dropout_rate=0.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=10,
-    classifier_activation="softmax",
-    name=None,
-    frozen_spatial=False,
-    seed=None,
-):
+@application_builder(classes=10)
+def wide_resnet(depth=28, width=10, dropout_rate=0.0, *, application, frozen_spatial=False, seed=None):
     """CIFAR Wide-ResNet-{depth}-{width} (Zagoruyko & Komodakis 2016).
 
     Args:
@@ -84,7 +73,7 @@ def wide_resnet(
             f"`depth` must be 6n + 4 for an integer n >= 1 (10, 16, 22, 28, 40, ...). "
             f"Received: depth={depth!r}"
         )
-    width = _positive_int(width, "width")
+    width = positive_int(width, "width")
     if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, (int, float)) or not (
         0 <= dropout_rate < 1
     ):
@@ -93,16 +82,9 @@ def wide_resnet(
     app = Application(
         f"wide_resnet{depth}_{width}",
         options=options,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
         default_size=32,
         min_size=4,
+        **application,
     )
     options = app.options
     inputs = app.input()
@@ -117,11 +99,6 @@ def wide_resnet(
     return app.model(inputs, x)
 
 
-wide_resnet28_10 = register_preset(wide_resnet, "wide_resnet28_10", depth=28, width=10)
-wide_resnet50_2 = make_builder(
-    "wide_resnet50_2",
-    "Wide-ResNet-50-2 (bottlenecks 3-4-6-3 with 2x wider 3x3 convolutions), 68.9M parameters",
-    (3, 4, 6, 3),
-    True,
-    width_per_group=128,
-)
+#: The CIFAR Wide-ResNet presets: name -> the `wide_resnet` arguments it fixes.
+PRESETS = {"wide_resnet28_10": {"depth": 28, "width": 10}}
+(wide_resnet28_10,) = register_presets(wide_resnet, PRESETS)

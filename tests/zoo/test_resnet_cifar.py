@@ -7,7 +7,7 @@ import pytest
 from keras_lc import LCConv2D, zoo
 from keras_lc.initializers import torch_uniform
 from keras_lc.layers.shared_lc_conv2d import SharedLCConv2D, spatial_bank
-from keras_lc.zoo.common import ConvOptions
+from keras_lc.zoo.blocks import ConvOptions
 from keras_lc.zoo.resnet import shortcut
 from tests.zoo.test_registry import cifar_resnet_params
 
