@@ -6,7 +6,7 @@ Convolutions" (arXiv 2301.11360).
 
 from keras_lc import initializers, layers
 from keras_lc import analysis
-from keras_lc.fold import fold
+from keras_lc.folding import fold
 from keras_lc.initializers import TorchUniform
 from keras_lc.layers import LCConv2D
 from keras_lc import zoo

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_lc import LCConv2D
-from keras_lc.fold import fold
+from keras_lc.folding import fold
 from tests.reference import randomize_batchnorm, rel_error
 
 
@@ -117,6 +117,26 @@ def test_fold_refuses_unfoldable_custom_layer():
         fold(keras.Model(inputs, Custom(name="mystery")(inputs)))
     with pytest.raises(ValueError, match="must be a functional or sequential `keras.Model`. Received: model=<LCConv2D"):
         fold(LCConv2D(4, 3))
+
+
+def test_fold_dispatches_on_foldable_conv2d_not_on_a_fold_method():
+    """A layer with fold() and conv2d_config() that is no FoldableConv2D is not taken for one."""
+
+    class DuckConv(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+        def fold(self):  # pragma: no cover - must not be called
+            raise AssertionError("fold() of a non-FoldableConv2D was called")
+
+        def conv2d_config(self, use_bias, name=None):  # pragma: no cover
+            raise AssertionError("conv2d_config() of a non-FoldableConv2D was called")
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.BatchNormalization(name="bn")(DuckConv(name="duck")(inputs))
+    with pytest.raises(ValueError, match=r"'duck' \(DuckConv\) is not a stock Keras layer and not a "
+                                         r"keras_lc.layers.FoldableConv2D"):
+        fold(keras.Model(inputs, x))
 
 
 def test_fold_keras_applications_mobilenet_v2():

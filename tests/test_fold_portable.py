@@ -19,7 +19,7 @@ import pytest
 
 from keras_lc import LCConv2D, TorchUniform, fold, zoo
 from keras_lc.data import normalize
-from keras_lc.fold import keras_lc_references, stock_initializer
+from keras_lc.folding import keras_lc_references, stock_initializer
 from keras_lc.samples import cifar10_test_sample
 from tests.reference import randomize_batchnorm, rel_error
 

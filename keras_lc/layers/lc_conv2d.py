@@ -5,70 +5,17 @@ import numpy as np
 from keras import ops
 
 from keras_lc import fold_math
-from keras_lc.validation import check_bool, check_seed
-from keras_lc.initializers import (
-    STREAM_BIAS,
-    STREAM_COMBINATION,
-    STREAM_SPATIAL,
-    TorchUniform,
-    torch_uniform,
-)
+from keras_lc.initializers import STREAM_BIAS, STREAM_COMBINATION, STREAM_SPATIAL, TorchUniform
+from keras_lc.layers.base import FoldableConv2D
+from keras_lc.layers.compact_weights import CompactWeights
+from keras_lc.validation import check_bool, check_choice, check_seed, positive_int
 
 IMPLEMENTATIONS = ("auto", "two_stage", "composed", "basis")
 INTERMEDIATES = (None, "relu", "bn", "bn_relu")
-PADDINGS = ("same", "valid")
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def _pair(value, name):
-    """An int or a pair of ints, each >= 1, as a 2-tuple."""
-    items = (value, value) if isinstance(value, (int, np.integer)) else value
-    try:
-        items = tuple(items)
-    except TypeError:
-        items = ()
-    if len(items) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in items
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive integer or a tuple of 2 positive integers. "
-            f"Received: {name}={value!r}"
-        )
-    return tuple(int(v) for v in items)
-
-
-def _conv_geometry(kernel_size, strides, padding, dilation_rate):
-    """Validated `(kernel_size, strides, padding, dilation_rate)` of a 2-D convolution
-    (pairs of positive ints, lower-case padding), with Keras' error messages."""
-    kernel_size = _pair(kernel_size, "kernel_size")
-    pair_strides, pair_dilation = _pair(strides, "strides"), _pair(dilation_rate, "dilation_rate")
-    if max(pair_strides) > 1 and max(pair_dilation) > 1:
-        raise ValueError(
-            "`strides > 1` is not compatible with `dilation_rate > 1`. "
-            f"Received: strides={strides!r}, dilation_rate={dilation_rate!r}"
-        )
-    padding_key = padding.lower() if isinstance(padding, str) else padding
-    if padding_key not in PADDINGS:
-        raise ValueError(f"`padding` must be one of {PADDINGS}. Received: padding={padding!r}")
-    return kernel_size, pair_strides, padding_key, pair_dilation
-
-
-def conv_output_length(length, kernel, stride, padding, dilation):
-    """Output length of a convolution along one axis (`None` stays `None`)."""
-    if length is None:
-        return None
-    if padding == "same":
-        return -(-length // stride)
-    return (length - (kernel - 1) * dilation - 1) // stride + 1
 
 
 @keras.saving.register_keras_serializable(package="keras_lc")
-class LCConv2D(keras.layers.Layer):
+class LCConv2D(CompactWeights, FoldableConv2D):
     """A k x k convolution as linear combinations of (frozen) random filters.
 
     The LC-block of Gavrikov & Keuper, "The Power of Linear Combinations:
@@ -79,7 +26,9 @@ class LCConv2D(keras.layers.Layer):
     `seed` (identical on every backend and machine), and is frozen unless
     `spatial_trainable=True`; the 1x1 combination weights always learn.
     Both stages are linear, so the block is one ordinary convolution with
-    W[..., o] = sum_j C[j, o] * W_spatial[..., j]: see `fold()`.
+    W[..., o] = sum_j C[j, o] * W_spatial[..., j]: a `FoldableConv2D`, see
+    `fold()` and `to_conv2d()`. Frozen kernels are saved as their seed
+    (`keras_lc.layers.compact_weights`).
 
     Implementations (they compute the same function; only cost differs):
 
@@ -152,29 +101,12 @@ class LCConv2D(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters = _positive_int(filters, "filters")
-        self.kernel_size, self.strides, self.padding, self.dilation_rate = _conv_geometry(
-            kernel_size, strides, padding, dilation_rate
-        )
-        self.expansion = _positive_int(expansion, "expansion")
-        if not isinstance(spatial_trainable, (bool, np.bool_)):
-            raise ValueError(
-                f"`spatial_trainable` must be a bool. Received: "
-                f"spatial_trainable={spatial_trainable!r}"
-            )
-        self.spatial_trainable = bool(spatial_trainable)
+        super().__init__(filters, kernel_size, strides, padding, dilation_rate, **kwargs)
+        self.expansion = positive_int(expansion, "expansion")
+        self.spatial_trainable = check_bool(spatial_trainable, "spatial_trainable")
         self.use_bias = check_bool(use_bias, "use_bias")
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(
-                f"`implementation` must be one of {IMPLEMENTATIONS}. "
-                f"Received: implementation={implementation!r}"
-            )
-        if intermediate not in INTERMEDIATES:
-            raise ValueError(
-                f"`intermediate` must be one of {INTERMEDIATES}. "
-                f"Received: intermediate={intermediate!r}"
-            )
+        check_choice(implementation, "implementation", IMPLEMENTATIONS)
+        check_choice(intermediate, "intermediate", INTERMEDIATES)
         if intermediate is not None and implementation in ("composed", "basis"):
             raise ValueError(
                 f"`intermediate={intermediate!r}` puts an operation between the two "
@@ -196,7 +128,6 @@ class LCConv2D(keras.layers.Layer):
             if intermediate in ("bn", "bn_relu")
             else None
         )
-        self.input_spec = keras.layers.InputSpec(ndim=4)
 
     # ------------------------------------------------------------------ build
     @property
@@ -213,10 +144,7 @@ class LCConv2D(keras.layers.Layer):
         # K*m*F (once) + B*P*K*F, with K = k*k*c_in, P output pixels. Decide
         # for B = 1, the worst case for composed; it only gains with B.
         k_h, k_w = self.kernel_size
-        reach = [
-            conv_output_length(n, k, s, self.padding, d)
-            for n, k, s, d in zip(input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
-        ]
+        reach = self.spatial_output_shape(input_shape)
         if None in reach:
             return "composed"
         pixels, taps = reach[0] * reach[1], k_h * k_w * int(input_shape[-1])
@@ -225,25 +153,7 @@ class LCConv2D(keras.layers.Layer):
         return "composed" if composed <= pixels * (taps * m + m * f) else "two_stage"
 
     def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(
-                "The channel dimension of the inputs to LCConv2D must be defined. "
-                f"Received: input_shape={input_shape}"
-            )
-        channels = int(channels)
-        if self.padding == "valid":
-            for axis, (n, k, d) in enumerate(zip(input_shape[1:3], self.kernel_size, self.dilation_rate)):
-                reach = (k - 1) * d + 1
-                if n is not None and reach > n:
-                    raise ValueError(
-                        f"With padding='valid' the (dilated) kernel must fit in the input: "
-                        f"kernel extent {reach} > input size {n} on spatial axis {axis}. "
-                        f"Received: kernel_size={self.kernel_size}, dilation_rate="
-                        f"{self.dilation_rate}, input_shape={input_shape}. "
-                        "Use padding='same' or a smaller kernel."
-                    )
-        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+        channels = self.check_input_shape(input_shape)
         self._resolved_implementation = self._choose_implementation(input_shape)
         k_h, k_w = self.kernel_size
         m = self.spatial_filters
@@ -282,37 +192,10 @@ class LCConv2D(keras.layers.Layer):
             self.bias = None
         if self.intermediate_bn is not None:
             self.intermediate_bn.build(
-                (input_shape[0],) + self._spatial_output_shape(input_shape) + (m,)
+                (input_shape[0],) + self.spatial_output_shape(input_shape) + (m,)
             )
 
-    # ----------------------------------------------------------- basis form
-    def _spatial_matrix(self, channels):
-        """The seed's frozen kernel as a (k*k*c_in, m) float64 matrix."""
-        k_h, k_w = self.kernel_size
-        shape = (k_h, k_w, channels, self.spatial_filters)
-        return torch_uniform(shape, self.seed, STREAM_SPATIAL).reshape(-1, shape[-1])
-
-    def _frozen_svd(self, channels):
-        """Thin SVD (U S, V) of the seed's frozen kernel, with a fixed sign convention."""
-        u, s, vt = np.linalg.svd(self._spatial_matrix(channels), full_matrices=False)
-        # Make the largest-magnitude entry of each column of U positive so the
-        # basis does not depend on the LAPACK build's sign choices.
-        signs = np.sign(u[np.argmax(np.abs(u), axis=0), np.arange(u.shape[1])])
-        signs[signs == 0] = 1.0
-        return u * s * signs, vt.T * signs
-
-    def _basis_from_seed(self, channels):
-        basis, v = self._frozen_svd(channels)
-        c0 = torch_uniform((self.spatial_filters, self.filters), self.seed, STREAM_COMBINATION)
-        return basis, v.T @ c0
-
     # ------------------------------------------------------------------ call
-    def _spatial_output_shape(self, input_shape):
-        return tuple(
-            conv_output_length(n, k, s, self.padding, d)
-            for n, k, s, d in zip(input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
-        )
-
     def _conv(self, inputs, kernel):
         return ops.conv(
             inputs,
@@ -349,15 +232,11 @@ class LCConv2D(keras.layers.Layer):
             outputs = ops.add(outputs, self.bias)
         return outputs
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0],) + self._spatial_output_shape(input_shape) + (self.filters,)
-
     # ------------------------------------------------------------------ fold
     @property
     def resolved_implementation(self):
         """The implementation in use after build (`"auto"` resolved)."""
-        if not self.built:
-            raise ValueError(f"Layer '{self.name}' is not built yet: call it on an input first.")
+        self.require_built()
         return self._resolved_implementation
 
     def fold(self):
@@ -375,8 +254,7 @@ class LCConv2D(keras.layers.Layer):
             ValueError: for `intermediate="relu"`/`"bn_relu"`: a ReLU between
                 the stages is not linear, so no single convolution equals it.
         """
-        if not self.built:
-            raise ValueError(f"Layer '{self.name}' is not built yet: call it on an input first.")
+        self.require_built()
         if self.intermediate in ("relu", "bn_relu"):
             raise ValueError(
                 f"Layer '{self.name}' has intermediate={self.intermediate!r}: a ReLU "
@@ -402,27 +280,6 @@ class LCConv2D(keras.layers.Layer):
         dtype = self.variable_dtype
         return kernel.astype(dtype), None if bias is None else bias.astype(dtype)
 
-    def conv2d_config(self, use_bias, name=None):
-        """`keras.layers.Conv2D` arguments of the single convolution this block folds into."""
-        return dict(
-            filters=self.filters,
-            kernel_size=self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            use_bias=use_bias,
-            name=name or self.name,
-            dtype=self.dtype_policy,
-        )
-
-    def to_conv2d(self, name=None):
-        """A built `keras.layers.Conv2D` carrying the folded kernel and bias."""
-        kernel, bias = self.fold()
-        conv = keras.layers.Conv2D(**self.conv2d_config(bias is not None, name))
-        conv.build((None, None, None, kernel.shape[2]))
-        conv.set_weights([kernel] if bias is None else [kernel, bias])
-        return conv
-
     def to_composed(self):
         """An equivalent built `implementation="composed"` layer (basis form only).
 
@@ -447,82 +304,6 @@ class LCConv2D(keras.layers.Layer):
             layer.bias.assign(self.bias)
         return layer
 
-    # ---------------------------------------------------------- save / load
-    def _seed_kernel(self):
-        """The frozen spatial kernel the seed defines, in the variable dtype."""
-        return torch_uniform(self.spatial_kernel.shape, self.seed).astype(self.variable_dtype)
-
-    def save_own_variables(self, store):
-        """Named entries, compact where the seed defines a tensor.
-
-        The basis form stores A and the seed, never P. The other forms store a
-        frozen spatial kernel only when it differs from its seed's kernel
-        (someone assigned it); otherwise the seed alone stands for it and
-        loading regenerates it bit-exactly.
-        """
-        if self._resolved_implementation == "basis":
-            store["basis_coefficients"] = self.basis_coefficients
-        else:
-            kernel = np.asarray(keras.ops.convert_to_numpy(self.spatial_kernel))
-            if self.spatial_trainable or not np.array_equal(kernel, self._seed_kernel()):
-                store["spatial_kernel"] = kernel
-            store["combination"] = self.combination
-        store["seed"] = np.asarray(self.seed, dtype=np.int64)
-        if self.use_bias:
-            store["bias"] = self.bias
-
-    def load_own_variables(self, store):
-        """Loads what `save_own_variables` wrote, converting between forms.
-
-        A basis-form layer loads a composed/two_stage file as A = V^T C; a
-        composed/two_stage layer loads a basis-form file as C = V A. A spatial
-        kernel missing from the file is regenerated from the seed.
-        """
-        keys = set(store.keys())
-        if "seed" not in keys:
-            raise ValueError(
-                f"Layer '{self.name}': the weights file holds {sorted(keys)}, not an "
-                "LCConv2D's entries (spatial_kernel/combination or basis_coefficients, and seed)."
-            )
-        saved_seed = int(np.asarray(store["seed"]))
-        is_basis = self._resolved_implementation == "basis"
-        needs_seed = is_basis or "spatial_kernel" not in keys
-        if needs_seed and saved_seed != self.seed:
-            raise ValueError(
-                f"Layer '{self.name}' has seed={self.seed} but the weights were saved "
-                f"from seed={saved_seed}; the frozen kernel is defined by the seed, so "
-                f"build the model with seed={saved_seed} to load them."
-            )
-        channels = self._channels()
-        if is_basis:
-            if "basis_coefficients" in keys:
-                coefficients = np.asarray(store["basis_coefficients"])
-            else:
-                if "spatial_kernel" in keys and not np.array_equal(
-                    np.asarray(store["spatial_kernel"]),
-                    torch_uniform(np.shape(store["spatial_kernel"]), self.seed).astype(self.variable_dtype),
-                ):
-                    raise ValueError(
-                        f"Layer '{self.name}' (basis form) cannot load a spatial kernel that "
-                        "differs from its seed's frozen kernel; load it into a 'composed' layer."
-                    )
-                _, v = self._frozen_svd(channels)
-                coefficients = v.T @ np.asarray(store["combination"], dtype=np.float64)
-            self.basis_coefficients.assign(coefficients.astype(self.variable_dtype))
-        else:
-            if "spatial_kernel" in keys:
-                self.spatial_kernel.assign(store["spatial_kernel"])
-            else:
-                self.spatial_kernel.assign(self._seed_kernel())
-            if "basis_coefficients" in keys:
-                _, v = self._frozen_svd(channels)
-                combination = v @ np.asarray(store["basis_coefficients"], dtype=np.float64)
-            else:
-                combination = np.asarray(store["combination"])
-            self.combination.assign(combination.astype(self.variable_dtype))
-        if self.use_bias:
-            self.bias.assign(store["bias"])
-
     def _channels(self):
         k_h, k_w = self.kernel_size
         if self._resolved_implementation == "basis":
@@ -534,11 +315,6 @@ class LCConv2D(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "padding": self.padding,
-                "dilation_rate": self.dilation_rate,
                 "expansion": self.expansion,
                 "spatial_trainable": self.spatial_trainable,
                 "use_bias": self.use_bias,

@@ -5,13 +5,8 @@ import numpy as np
 from keras import ops
 
 from keras_lc import fold_math
-from keras_lc.layers.lc_conv2d import _conv_geometry, _pair, _positive_int, conv_output_length
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
-    return bool(value)
+from keras_lc.layers.base import FoldableConv2D
+from keras_lc.validation import check_bool, pair, positive_int
 
 
 def refocus_numpy(basis, refocus, dense):
@@ -38,7 +33,7 @@ def refocus_numpy(basis, refocus, dense):
 
 
 @keras.saving.register_keras_serializable(package="keras_lc")
-class RefocusConv2D(keras.layers.Layer):
+class RefocusConv2D(FoldableConv2D):
     """A convolution whose kernel is a frozen basis refocused by a learned map (RefConv).
 
     Re-parameterized refocusing (Cai et al., "RefConv: Re-parameterized
@@ -71,7 +66,8 @@ class RefocusConv2D(keras.layers.Layer):
     and a layer loaded with a trained kernel (see `keras_lc.refocus`) starts
     as exactly the trained convolution. `fold()` returns W_t (computed in
     float64) and the bias, i.e. the plain `Conv2D`/`DepthwiseConv2D` it folds
-    into (`folded_layer_class`, `conv2d_config`); `keras_lc.fold` uses them.
+    into (`folded_layer_class`, `conv2d_config`, built by `to_conv2d()`): a
+    `FoldableConv2D`, which `keras_lc.fold` folds.
 
     The map may not be larger than the kernel on either axis (as in the
     authors' code, `map_k <= kernel_size`): taps beyond the kernel would only
@@ -129,6 +125,8 @@ class RefocusConv2D(keras.layers.Layer):
     True
     """
 
+    filters_optional = True  # depthwise: the output channels follow the input's
+
     def __init__(
         self,
         filters,
@@ -146,35 +144,31 @@ class RefocusConv2D(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.depthwise = _check_bool(depthwise, "depthwise")
-        if self.depthwise:
-            if filters is not None:
-                raise ValueError(
-                    "A depthwise RefocusConv2D has channels * depth_multiplier outputs; pass "
-                    f"filters=None. Received: filters={filters!r}"
-                )
-            self.filters = None
-        else:
-            self.filters = _positive_int(filters, "filters")
-        self.kernel_size, self.strides, self.padding, self.dilation_rate = _conv_geometry(
-            kernel_size, strides, padding, dilation_rate
-        )
-        self.groups = _positive_int(groups, "groups")
+        depthwise = check_bool(depthwise, "depthwise")
+        if depthwise and filters is not None:
+            raise ValueError(
+                "A depthwise RefocusConv2D has channels * depth_multiplier outputs; pass "
+                f"filters=None. Received: filters={filters!r}"
+            )
+        if not depthwise:  # a depthwise layer's filters is None (`filters_optional`)
+            positive_int(filters, "filters")
+        super().__init__(filters, kernel_size, strides, padding, dilation_rate, **kwargs)
+        self.depthwise = depthwise
+        self.groups = positive_int(groups, "groups")
         if self.depthwise and self.groups != 1:
             raise ValueError(f"A depthwise RefocusConv2D takes groups=1. Received: groups={groups!r}")
         if not self.depthwise and self.filters % self.groups:
             raise ValueError(
                 f"`filters` must be divisible by `groups`. Received: filters={filters!r}, groups={groups!r}"
             )
-        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
+        self.depth_multiplier = positive_int(depth_multiplier, "depth_multiplier")
         if not self.depthwise and self.depth_multiplier != 1:
             raise ValueError(
                 "`depth_multiplier` applies to depthwise=True only. "
                 f"Received: depth_multiplier={depth_multiplier!r} with depthwise=False"
             )
-        self.use_bias = _check_bool(use_bias, "use_bias")
-        refocus_size = _pair(refocus_kernel_size, "refocus_kernel_size")
+        self.use_bias = check_bool(use_bias, "use_bias")
+        refocus_size = pair(refocus_kernel_size, "refocus_kernel_size")
         if any(r % 2 == 0 for r in refocus_size) or any(
             r > k for r, k in zip(refocus_size, self.kernel_size)
         ):
@@ -183,26 +177,18 @@ class RefocusConv2D(keras.layers.Layer):
                 f"size {self.kernel_size} on each axis. Received: refocus_kernel_size={refocus_kernel_size!r}"
             )
         self.refocus_kernel_size = refocus_size
-        self.zero_init = _check_bool(zero_init, "zero_init")
+        self.zero_init = check_bool(zero_init, "zero_init")
         self.basis_initializer = keras.initializers.get(basis_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.input_spec = keras.layers.InputSpec(ndim=4)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(
-                "The channel dimension of the inputs to RefocusConv2D must be defined. "
-                f"Received: input_shape={input_shape}"
-            )
-        channels = int(channels)
+        channels = self.check_input_shape(input_shape)
         if channels % self.groups:
             raise ValueError(
                 f"Layer '{self.name}': the input channels must be divisible by groups={self.groups}. "
                 f"Received: input_shape={input_shape}"
             )
-        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
         k_h, k_w = self.kernel_size
         r_h, r_w = self.refocus_kernel_size
         if self.depthwise:
@@ -257,15 +243,11 @@ class RefocusConv2D(keras.layers.Layer):
             outputs = ops.add(outputs, self.bias)
         return outputs
 
-    def compute_output_shape(self, input_shape):
-        spatial = tuple(
-            conv_output_length(n, k, s, self.padding, d)
-            for n, k, s, d in zip(input_shape[1:3], self.kernel_size, self.strides, self.dilation_rate)
-        )
-        channels = self.filters
-        if self.depthwise:
-            channels = None if input_shape[-1] is None else input_shape[-1] * self.depth_multiplier
-        return (input_shape[0],) + spatial + (channels,)
+    def output_channels(self, input_channels):
+        """`filters`, or `input_channels * depth_multiplier` when depthwise (`None` if unknown)."""
+        if not self.depthwise:
+            return self.filters
+        return None if input_channels is None else input_channels * self.depth_multiplier
 
     # ------------------------------------------------------------------ fold
     def fold(self):
@@ -275,8 +257,7 @@ class RefocusConv2D(keras.layers.Layer):
             `(kernel, bias)`: NumPy arrays in the layer's variable dtype, the
             kernel in `basis_kernel`'s layout; `bias` is `None` without a bias.
         """
-        if not self.built:
-            raise ValueError(f"Layer '{self.name}' is not built yet: call it on an input first.")
+        self.require_built()
         kernel = refocus_numpy(
             fold_math.to_numpy64(self.basis_kernel),
             fold_math.to_numpy64(self.refocus_kernel),
@@ -293,19 +274,11 @@ class RefocusConv2D(keras.layers.Layer):
 
     def conv2d_config(self, use_bias, name=None):
         """Constructor arguments of `folded_layer_class`, the layer this one folds into."""
-        config = dict(
-            kernel_size=self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            use_bias=use_bias,
-            name=name or self.name,
-            dtype=self.dtype_policy,
-        )
+        config = super().conv2d_config(use_bias, name)
         if self.depthwise:
             config["depth_multiplier"] = self.depth_multiplier
         else:
-            config.update(filters=self.filters, groups=self.groups)
+            config["groups"] = self.groups
         return config
 
     # ---------------------------------------------------------------- config
@@ -313,11 +286,6 @@ class RefocusConv2D(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "padding": self.padding,
-                "dilation_rate": self.dilation_rate,
                 "groups": self.groups,
                 "depthwise": self.depthwise,
                 "depth_multiplier": self.depth_multiplier,

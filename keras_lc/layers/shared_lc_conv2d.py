@@ -6,8 +6,8 @@ import keras
 import numpy as np
 
 from keras_lc.initializers import STREAM_SPATIAL, torch_uniform
-from keras_lc.validation import check_seed
-from keras_lc.layers.lc_conv2d import LCConv2D, _positive_int
+from keras_lc.layers.lc_conv2d import LCConv2D
+from keras_lc.validation import check_seed, positive_int
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,8 +86,8 @@ class SharedLCConv2D(LCConv2D):
             )
         super().__init__(filters, kernel_size, implementation=implementation, **kwargs)
         self.bank_seed = check_seed(bank_seed)
-        self.bank_channels = _positive_int(bank_channels, "bank_channels")
-        self.bank_filters = _positive_int(bank_filters, "bank_filters")
+        self.bank_channels = positive_int(bank_channels, "bank_channels")
+        self.bank_filters = positive_int(bank_filters, "bank_filters")
 
     @property
     def bank_shape(self):
@@ -100,7 +100,7 @@ class SharedLCConv2D(LCConv2D):
         return bank[:, :, :channels, : self.spatial_filters] / np.sqrt(channels * k_h * k_w)
 
     def _seed_kernel(self):
-        """The frozen spatial kernel the bank defines (`LCConv2D`'s save/load hook)."""
+        """The frozen spatial kernel the bank defines (the save/load hook of `CompactWeights`)."""
         return self.bank_slice(self.spatial_kernel.shape[2]).astype(self.variable_dtype)
 
     def build(self, input_shape):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_lc.layers import RefocusConv2D
+from tests.harness import check_foldable_layer, check_model_round_trip
 from tests.reference import numpy_conv2d, rel_error
 
 
@@ -86,21 +87,21 @@ def test_matches_numpy_reference(arguments, shape):
     maps = np.asarray(layer.refocus_kernel, np.float64)
     kernel = _reference_refocus(basis, maps, dense=depthwise)
     assert rel_error(kernel, basis) > 0.1  # the map really changes the kernel
-    expected = numpy_conv2d(
-        x, _full_kernel(kernel, layer.groups, depthwise), layer.strides, layer.padding, layer.dilation_rate
-    ) + np.asarray(layer.bias)
-    y = np.asarray(layer(x))
-    assert y.shape == expected.shape == tuple(layer.compute_output_shape(shape))
-    assert rel_error(y, expected) <= 1e-5
+
+    def reference(layer, x):
+        full = _full_kernel(kernel, layer.groups, depthwise)
+        return numpy_conv2d(x, full, layer.strides, layer.padding, layer.dilation_rate) + np.asarray(layer.bias)
+
+    # The reference, the fold into the stock layer (Conv2D or DepthwiseConv2D) within 1e-5;
+    # the round trips (config, .keras, .weights.h5) for the first ordinary and depthwise cases.
+    check = check_foldable_layer(
+        layer, x, reference, perturb=False, round_trips=(arguments, shape) in (CASES[0], CASES[5])
+    )
     assert rel_error(layer.transformed_kernel(), kernel) <= 1e-6
     folded, bias = layer.fold()  # float64 fold, returned in float32
     assert folded.dtype == np.float32 and rel_error(folded, kernel) <= 1e-6
-    initializer = "depthwise_initializer" if depthwise else "kernel_initializer"
-    conv = layer.folded_layer_class(**layer.conv2d_config(use_bias=True), **{initializer: "zeros"})
-    conv.build(shape)
-    conv.set_weights([folded, bias])
-    assert type(conv) is (keras.layers.DepthwiseConv2D if depthwise else keras.layers.Conv2D)
-    assert rel_error(conv(x), y) <= 1e-5
+    assert layer.folded_layer_class is (keras.layers.DepthwiseConv2D if depthwise else keras.layers.Conv2D)
+    assert check.fold_error <= 1e-5
 
 
 def test_weight_shapes_and_trainability():
@@ -170,7 +171,7 @@ def test_training_moves_only_the_map(cifar_train_images):
         assert rel_error(kernel, layer.transformed_kernel()) <= 1e-6
 
 
-def test_save_and_load(tmp_path):
+def test_save_and_load():
     x = _x((2, 10, 10, 4))
     inputs = keras.Input((10, 10, 4))
     y = RefocusConv2D(6, 3, groups=2, dilation_rate=2, refocus_kernel_size=1, name="conv", **ZEROS)(inputs)
@@ -178,14 +179,8 @@ def test_save_and_load(tmp_path):
     model = keras.Model(inputs, y)
     for i, name in enumerate(("conv", "dw")):
         _randomize(model.get_layer(name), seed=i)
-    path = tmp_path / "refocus.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    for name in ("conv", "dw"):
-        layer = loaded.get_layer(name)
-        assert isinstance(layer, RefocusConv2D) and layer.get_config() == model.get_layer(name).get_config()
-        assert not layer.basis_kernel.trainable
-    np.testing.assert_array_equal(loaded(x), model(x))
+    # .keras (safe_mode: RefocusConv2D layers, basis kernels still frozen) and .weights.h5
+    check_model_round_trip(model, x)
     config = model.get_layer("conv").get_config()
     assert RefocusConv2D.from_config(config).get_config() == config
     assert config["refocus_kernel_size"] == (1, 1) and config["groups"] == 2 and config["zero_init"] is True

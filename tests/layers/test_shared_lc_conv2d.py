@@ -6,7 +6,8 @@ import pytest
 
 from keras_lc import LCConv2D
 from keras_lc.layers.shared_lc_conv2d import SharedLCConv2D, spatial_bank
-from tests.reference import numpy_conv2d, rel_error
+from tests.harness import check_foldable_layer, check_model_round_trip
+from tests.reference import numpy_conv2d
 
 BANK = {"bank_seed": 11, "bank_channels": 16, "bank_filters": 64}
 
@@ -31,19 +32,23 @@ def test_matches_numpy_reference(implementation, strides, kernel):
     layer = SharedLCConv2D(
         5, kernel, strides=strides, expansion=4, use_bias=True, implementation=implementation, seed=3, **BANK
     )
-    y = np.asarray(layer(x))
-    bank = _numpy_bank((kernel, kernel, 16, 64), 11)
-    spatial = bank[:, :, :6, :20] / np.sqrt(6 * kernel * kernel)
-    expected = numpy_conv2d(x, spatial, (strides, strides)) @ np.asarray(layer.combination, np.float64)
-    expected += np.asarray(layer.bias)
-    assert rel_error(y, expected) <= 1e-5
+    layer.build(x.shape)
     assert layer.trainable_weights == [layer.combination, layer.bias]
     # Same combination and bias as an LCConv2D of the same seed: only the spatial source differs.
     plain = LCConv2D(5, kernel, strides=strides, expansion=4, use_bias=True, seed=3)
     plain(x)
     np.testing.assert_array_equal(plain.combination, layer.combination)
-    # Fold: one Conv2D with the same outputs.
-    assert rel_error(layer.to_conv2d()(x), y) <= 1e-5
+    np.testing.assert_array_equal(plain.bias, layer.bias)
+
+    def reference(layer, x):
+        bank = _numpy_bank((kernel, kernel, 16, 64), 11)
+        spatial = bank[:, :, :6, :20] / np.sqrt(6 * kernel * kernel)
+        combination = np.asarray(layer.combination, np.float64)
+        return numpy_conv2d(x, spatial, (strides, strides)) @ combination + np.asarray(layer.bias)
+
+    # The reference (trained combination and bias), the fold into one Conv2D; the round trips
+    # (config, .keras, .weights.h5) once per implementation.
+    check_foldable_layer(layer, x, reference, round_trips=(strides, kernel) == (1, 3))
 
 
 def test_layers_share_one_bank_at_default_init_scale():
@@ -60,17 +65,13 @@ def test_layers_share_one_bank_at_default_init_scale():
         assert 0.9 * bound < np.abs(np.asarray(layer.spatial_kernel)).max() <= bound * (1 + 1e-6)
 
 
-def test_save_and_load(tmp_path):
+def test_save_and_load():
     x = _x((2, 8, 8, 4))
     inputs = keras.Input((8, 8, 4))
     model = keras.Model(inputs, SharedLCConv2D(6, 3, expansion=2, seed=5, name="shared", **BANK)(inputs))
     layer = model.get_layer("shared")
     layer.combination.assign(_x(layer.combination.shape, seed=1))
-    path = tmp_path / "shared.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    assert isinstance(loaded.get_layer("shared"), SharedLCConv2D)
-    np.testing.assert_array_equal(loaded(x), model(x))
+    check_model_round_trip(model, x)  # .keras (safe_mode: a SharedLCConv2D again), .weights.h5
     store = {}
     layer.save_own_variables(store)
     assert sorted(store) == ["bank_seed", "combination", "seed"]  # the bank slice is not stored

@@ -1,5 +1,6 @@
 """Registry-wide: every registered model builds at 32x32, runs on real CIFAR-10 images, folds
-exactly, has the published parameter count, conv -> BN order and exactly its k x k kernels frozen."""
+exactly, round-trips through `.keras` (safe_mode) and `.weights.h5`, has the published parameter
+count, conv -> BN order and exactly its k x k kernels frozen."""
 
 import inspect
 
@@ -9,6 +10,7 @@ import pytest
 
 from keras_lc import LCConv2D, fold, zoo
 from keras_lc.zoo import registry
+from tests.harness import check_model_round_trip
 from tests.reference import randomize_batchnorm, rel_error
 
 CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, LCConv2D)
@@ -101,6 +103,8 @@ def test_every_registered_model(name, cifar_test_images):
     assert rel_error(folded(images[:2]), logits) <= 1e-5
     noise = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
     assert rel_error(folded(noise), model(noise, training=False)) <= 1e-5
+    # Saved and loaded (.keras with safe_mode=True, .weights.h5): bit-identical weights and outputs.
+    check_model_round_trip(model, images[:2], outputs=logits)
 
     # Parameter counts: learnable (all but BN moving statistics) and frozen (trainable).
     statistics = [v for v in model.weights if v.path.endswith(("moving_mean", "moving_variance"))]

@@ -1,18 +1,17 @@
 """Whole-model folding: LC blocks and BatchNormalization into plain convolutions.
 
-`fold(model)` returns a new functional model made only of stock Keras layers,
-computing the same function as `model` in inference mode:
+`fold(model)` (also `keras_lc.fold`) returns a new functional model made only of
+stock Keras layers, computing the same function as `model` in inference mode:
 
-- every layer with a `fold()` method becomes one stock convolution. The
-  contract such a layer (`LCConv2D`, `SharedLCConv2D`, `RefocusConv2D`)
-  fulfils: `fold() -> (kernel, bias or None)` as NumPy arrays in the layout
-  of the layer it folds into; `conv2d_config(use_bias, name=None)`, that
-  layer's constructor arguments; and optionally `folded_layer_class`, that
-  layer's class: `keras.layers.Conv2D` when absent, or
-  `keras.layers.DepthwiseConv2D` (kernel `(kh, kw, channels, multiplier)`);
+- every `keras_lc.layers.FoldableConv2D` (`LCConv2D`, `SharedLCConv2D`,
+  `RefocusConv2D`, or a new subclass) becomes one stock convolution, through
+  its fold protocol: `fold() -> (kernel, bias or None)` as NumPy arrays in the
+  layout of `folded_layer_class` (`keras.layers.Conv2D`, or
+  `keras.layers.DepthwiseConv2D` with kernel `(kh, kw, channels,
+  multiplier)`), built with `build_folded_layer(kernel, bias)`;
 - a `BatchNormalization` whose input is the output of a convolution
-  (`Conv2D`, `DepthwiseConv2D` or a keras_lc layer with `fold()`, depthwise
-  ones included) that nothing else consumes is folded into that
+  (`Conv2D`, `DepthwiseConv2D` or a `FoldableConv2D`, depthwise ones
+  included) that nothing else consumes is folded into that
   convolution's kernel and bias, with the BatchNormalization's own epsilon
   and moving statistics;
 - every other layer is copied with its weights.
@@ -30,16 +29,17 @@ import zipfile
 import keras
 
 from keras_lc import fold_math
+from keras_lc.layers.base import FoldableConv2D
 from keras_lc.model_kinds import require_functional_or_sequential
 
 _CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
 def _folded_class(layer):
-    """The stock class `layer` becomes: its own, or a keras_lc layer's `folded_layer_class`."""
+    """The stock class `layer` becomes: its own, or a `FoldableConv2D`'s `folded_layer_class`."""
     if isinstance(layer, _CONV_TYPES):
         return type(layer)
-    return getattr(layer, "folded_layer_class", keras.layers.Conv2D)
+    return layer.folded_layer_class
 
 
 class _Skip:
@@ -168,7 +168,7 @@ def _is_foldable_producer(layer):
     front of it)."""
     if isinstance(layer, _CONV_TYPES):
         return layer.activation in (None, keras.activations.linear)
-    return hasattr(layer, "fold")
+    return isinstance(layer, FoldableConv2D)
 
 
 def _channels_last_bn(layer):
@@ -221,8 +221,8 @@ def _batchnorm_pairs(model):
 
 
 def _conv_weights(layer):
-    """(kernel, bias or None) of a foldable producer, float64, plus its Conv2D config."""
-    if hasattr(layer, "fold"):
+    """(kernel, bias or None) of a foldable producer, float64."""
+    if isinstance(layer, FoldableConv2D):
         kernel, bias = layer.fold()
         return fold_math.to_numpy64(kernel), None if bias is None else fold_math.to_numpy64(bias)
     weights = [fold_math.to_numpy64(w) for w in layer.get_weights()]
@@ -231,12 +231,11 @@ def _conv_weights(layer):
 
 def _new_conv(layer, kernel, bias):
     """A built stock conv layer like `layer` carrying `kernel` and `bias`."""
-    if isinstance(layer, _CONV_TYPES):
-        config = _portable_config(layer, layer.get_config())
-        config["use_bias"] = bias is not None
-        new = type(layer).from_config(config)
-    else:  # a keras_lc layer: the stock convolution it folds into
-        new = _folded_class(layer)(**layer.conv2d_config(bias is not None))
+    if isinstance(layer, FoldableConv2D):  # the stock convolution it folds into
+        return layer.build_folded_layer(kernel, bias)
+    config = _portable_config(layer, layer.get_config())
+    config["use_bias"] = bias is not None
+    new = type(layer).from_config(config)
     depthwise = isinstance(new, keras.layers.DepthwiseConv2D)
     new.build((None, None, None, kernel.shape[2] * (1 if depthwise else getattr(new, "groups", 1))))
     dtype = layer.variable_dtype
@@ -279,7 +278,7 @@ def fold(model, fold_batchnorm=True):
         ValueError: if `model` is not a functional or Sequential model (a
             subclassed one, say), a layer cannot be folded exactly (e.g. an
             `LCConv2D` with a ReLU between its stages; the message names the
-            layer), a non-stock layer without a `fold()` method remains, or a
+            layer), a non-stock layer that is not a `FoldableConv2D` remains, or a
             kept layer's config holds a keras_lc object other than an
             initializer.
 
@@ -311,13 +310,13 @@ def fold(model, fold_batchnorm=True):
             return fold(layer, fold_batchnorm=fold_batchnorm)
         if id(layer) in pairs:
             return _new_conv(layer, *_fold_pair(layer, pairs[id(layer)]))
-        if hasattr(layer, "fold"):
+        if isinstance(layer, FoldableConv2D):
             return _new_conv(layer, *_conv_weights(layer))
         if not _is_stock(layer):
             raise ValueError(
                 f"Layer '{layer.name}' ({type(layer).__name__}) is not a stock Keras layer "
-                "and has no fold() method, so the folded model would not load without "
-                "its code."
+                "and not a keras_lc.layers.FoldableConv2D (with a fold() method), so the "
+                "folded model would not load without its code."
             )
         new = type(layer).from_config(_portable_config(layer, layer.get_config()))
         sources[id(new)] = layer
