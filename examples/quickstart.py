@@ -42,6 +42,7 @@ import numpy as np
 
 import keras_lc
 from keras_lc import data, zoo
+from keras_lc.cli import positive_int
 from keras_lc.export import compare_forms
 from keras_lc.samples import cifar10_test_sample
 from keras_lc.weights import published_weights
@@ -50,12 +51,6 @@ DEFAULT_MODEL = "resnet_lc20_16x128_frozen_cifar10"
 FOLD_TOLERANCE = 1e-4
 RECIPE_FIELDS = ("optimizer", "learning_rate", "schedule", "batch_size", "momentum",
                  "weight_decay", "weight_decay_mode", "label_smoothing", "augment")
-
-
-def positive_int(text):
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
-    return int(text)
 
 
 def lc_form(entry, implementation):

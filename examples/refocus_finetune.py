@@ -42,24 +42,12 @@ import numpy as np
 
 import keras_lc
 from keras_lc import data, zoo
+from keras_lc.cli import model_arg
 from keras_lc.export import compare_forms, load_run
 from keras_lc.files import write_json_atomic
 from keras_lc.training import Recipe, parameter_counts, train
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
-
-
-def model_arg(text):
-    """KEY=VALUE with VALUE an int, float, bool (true/false), null, JSON list or a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    if value.lower() in ("true", "false"):
-        return key, value.lower() == "true"
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 def pretrained_builder(args):

@@ -16,7 +16,7 @@ from typing import NamedTuple, Tuple
 
 import numpy as np
 
-from keras_lc.data import find_image_folder, load_image_folder, _list_image_files
+from keras_lc.data import find_image_folder, list_image_files, load_image_folder
 from keras_lc.files import atomic_path
 
 SAMPLE_FILE = "cifar10_test_sample.npz"
@@ -94,7 +94,7 @@ def write_cifar10_test_sample(archive, path):
         The written `ImageSample`.
     """
     folder = find_image_folder(archive, "test")
-    paths, _, _ = _list_image_files(folder, PER_CLASS, OFFSET)
+    paths, _, _ = list_image_files(folder, PER_CLASS, OFFSET)
     images, labels, class_names = load_image_folder(archive, "test", per_class=PER_CLASS, offset=OFFSET)
     files = [Path(p).relative_to(folder.parent).as_posix() for p in paths]
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from keras_lc import cli, zoo
+from keras_lc.cli import train as train_command
 from tests.harness import run_cli
 from keras_lc.training import Recipe
 
@@ -33,7 +34,7 @@ def test_list_prints_the_registry_and_the_datasets(capsys):
 def test_help_explains_every_recipe_flag(capsys):
     code, out, _ = run_cli(["train", "--help"], capsys)
     assert code == 0
-    flags = [flags[0] for _, flags, *_ in cli._RECIPE_FLAGS]
+    flags = [flags[0] for _, flags, *_ in train_command.RECIPE_FLAGS]
     assert len(flags) == len(Recipe().to_dict())  # one flag per recipe field
     for flag in flags + ["--strategy", "--implementation", "--data-dir", "--out", "--frozen"]:
         assert flag in out, flag
@@ -84,9 +85,9 @@ def test_lc_implementation_choice(flags, expected):
                                  if v is not None})
     from keras_lc.data import get_spec
 
-    assert cli._model_kwargs(args, recipe, get_spec("cifar10"))["implementation"] == expected
+    assert train_command.model_kwargs(args, recipe, get_spec("cifar10"))["implementation"] == expected
     args = cli.build_parser().parse_args(["train", "--model", "resnet20", "--dataset", "cifar10", "--out", "x"])
-    assert "implementation" not in cli._model_kwargs(args, Recipe(), get_spec("cifar10"))
+    assert "implementation" not in train_command.model_kwargs(args, Recipe(), get_spec("cifar10"))
 
 
 TRAIN = ["train", "--model", "resnet_lc20", "--dataset", "cifar10", "--out"]

@@ -217,7 +217,7 @@ def test_augmented_epochs_are_a_function_of_seed_epoch_and_example(cifar_test_sm
 
 
 def test_one_example_gets_other_crops_in_other_epochs(cifar_test_small):
-    from keras_lc.data import _cifar_augment, augmentation_seed
+    from keras_lc.data.pipeline import _cifar_augment, augmentation_seed
 
     _, (images, _, _) = cifar_test_small
     image = tf.constant(images[0])

@@ -17,7 +17,7 @@ from keras_lc.analysis import (
     spatial_variance,
     spatial_variance_by_size,
 )
-from keras_lc.analysis import cli
+from keras_lc.cli import analyze as cli
 from keras_lc.layers import LCConv2D
 from tests.analysis.test_plots import assert_png
 

@@ -1,4 +1,10 @@
-"""The `keras-lc analyze` subcommand: argument parsing only (the work is in `report`)."""
+"""`keras-lc analyze`: figures and a JSON of every number for trained models.
+
+Argument parsing only; the work is in `keras_lc.analysis.report`.
+`run_analysis(args)` reports user mistakes as `ValueError` /
+`FileNotFoundError` (one-line messages); `run(args)`, what `keras-lc` calls,
+turns them into `UsageError`.
+"""
 
 import os
 import re
@@ -6,6 +12,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from keras_lc.analysis import report
+from keras_lc.cli.common import UsageError
+
+name = "analyze"
 
 HELP = "Analyze trained models: combined filters, filter variance entropy, spatial variance, FGSM."
 
@@ -57,7 +66,7 @@ def add_parser(subparsers):
         "--limit", type=int, metavar="N", help="Use at most N test images for FGSM (class-balanced)."
     )
     parser.add_argument("--batch-size", type=int, default=128, help="FGSM batch size (default 128).")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_analysis)
     return parser
 
 
@@ -75,7 +84,7 @@ def _output_names(paths):
     return names
 
 
-def run(args):
+def run_analysis(args):
     """Run `keras-lc analyze` from parsed arguments; returns 0.
 
     Raises:
@@ -125,3 +134,11 @@ def run(args):
         report.compare(results, out)
         print(f"Comparison written to '{out / report.COMPARISON_NAME}'")
     return 0
+
+
+def run(args):
+    """`run_analysis`, its user mistakes (`ValueError`, `FileNotFoundError`) as `UsageError`."""
+    try:
+        return run_analysis(args)
+    except (ValueError, FileNotFoundError) as error:  # its user mistakes, one line each
+        raise UsageError(error) from error

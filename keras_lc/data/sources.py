@@ -1,0 +1,165 @@
+"""Where a split's examples come from: `load_dataset` and the `LoadedDataset` it returns.
+
+`load_dataset` reads one split from an image folder or archive (see
+`keras_lc.data.folders`) or from tensorflow-datasets, offline unless asked to
+download; the `tf.data.Dataset` of decoded examples is built lazily, on first
+access of `LoadedDataset.dataset`.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List
+
+from keras_lc.data.datasets import DatasetSpec, get_spec
+from keras_lc.data.folders import (
+    TEST_SPLIT_FOLDERS,
+    check_images,
+    find_image_folder,
+    is_image_folder,
+    list_image_files,
+)
+
+
+@dataclass
+class LoadedDataset:
+    """A split of a dataset: its size and classes now, its examples on demand.
+
+    The `tf.data.Dataset` is built on first access of `dataset`, so loading
+    runs no TensorFlow op: a `MultiWorkerMirroredStrategy`, which must be
+    created before any op, can still be created after `load_dataset`.
+
+    Attributes:
+        spec: The dataset's `DatasetSpec`.
+        split: The split asked for (`"train"`, `"test"`, ...).
+        num_examples: Number of examples.
+        class_names: Class names in label order.
+        source: Where the examples come from (folder or tfds directory).
+        make_dataset: Builds the unbatched `(uint8 image (h, w, channels),
+            int32 label)` dataset; `dataset` calls it once.
+    """
+
+    spec: DatasetSpec
+    split: str
+    num_examples: int
+    class_names: List[str]
+    source: str
+    make_dataset: Callable = field(repr=False)
+    _dataset: object = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def dataset(self):
+        """The unbatched `tf.data.Dataset` of decoded examples."""
+        if self._dataset is None:
+            self._dataset = self.make_dataset()
+        return self._dataset
+
+
+def _from_image_folder(spec, data_dir, split, per_class, offset):
+    import tensorflow as tf
+
+    splits = TEST_SPLIT_FOLDERS if split == "test" else (split,)
+    errors = []
+    for candidate in splits:
+        try:
+            folder = find_image_folder(data_dir, candidate)
+            break
+        except FileNotFoundError as error:
+            errors.append(str(error))
+    else:
+        raise FileNotFoundError(" ".join(errors))
+    paths, labels, class_names = list_image_files(folder, per_class, offset)
+    if len(class_names) != spec.num_classes:
+        raise ValueError(
+            f"'{folder}' has {len(class_names)} class folders but {spec.name} has "
+            f"{spec.num_classes} classes. Received: data_dir={str(data_dir)!r}"
+        )
+    native = spec.native_size
+    if native is not None:
+        check_images(paths, (native, native), spec.name)
+
+    def decode(path, label):
+        image = tf.io.decode_image(
+            tf.io.read_file(path), channels=spec.channels, expand_animations=False
+        )
+        if native is not None:
+            image = tf.ensure_shape(image, (native, native, spec.channels))
+        return image, label
+
+    def make_dataset():
+        return tf.data.Dataset.from_tensor_slices((paths, labels)).map(
+            decode, num_parallel_calls=tf.data.AUTOTUNE
+        )
+
+    return LoadedDataset(spec, split, len(paths), class_names, f"folder:{folder}", make_dataset)
+
+
+def _from_tfds(spec, data_dir, split, download, per_class, offset):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    tfds_split = spec.test_split if split == "test" else split
+    builder = tfds.builder(spec.name, data_dir=None if data_dir is None else str(data_dir))
+    if not download and not builder.is_prepared():
+        raise FileNotFoundError(
+            f"Dataset {spec.name!r} is not available offline: looked for a prepared "
+            f"tensorflow-datasets copy in '{builder.data_dir}'. Provide it by running "
+            f"`tfds build {spec.name} --data_dir DIR` on a machine with internet access "
+            "(ImageNet needs --manual_dir with the ILSVRC2012 tars) and passing that DIR, "
+            "or pass an image-folder archive/folder laid out split/class/image.jpg, "
+            "or allow the download (download=True)."
+        )
+    if per_class is not None or offset:
+        raise ValueError(
+            "`per_class`/`offset` subsets are only supported for image folders; use a "
+            f"tfds split slice such as 'train[:10%]' instead. Received: per_class={per_class!r}, "
+            f"offset={offset!r}"
+        )
+    if download:
+        builder.download_and_prepare()
+
+    def make_dataset():  # what tfds.load(..., as_supervised=True) returns
+        dataset = builder.as_dataset(split=tfds_split, as_supervised=True, shuffle_files=False)
+        return dataset.map(lambda x, y: (x, tf.cast(y, tf.int32)))
+
+    try:
+        num_examples = int(builder.info.splits[tfds_split].num_examples)
+    except KeyError:  # no split metadata (e.g. tfds.testing.mock_data): count
+        num_examples = int(make_dataset().reduce(0, lambda count, _: count + 1))
+    class_names = list(builder.info.features["label"].names)
+    return LoadedDataset(spec, split, num_examples, class_names, f"tfds:{builder.data_dir}", make_dataset)
+
+
+def load_dataset(name, split, data_dir=None, download=False, per_class=None, offset=0):
+    """One split of a dataset (`LoadedDataset`; its `tf.data` examples are built lazily).
+
+    Args:
+        name: A key of `DATASETS` (`cifar10`, `cifar100`, `svhn_cropped`,
+            `fashion_mnist`, `imagenet2012`); fixes the constants and the
+            augmentation.
+        split: `"train"` or `"test"` (`"test"` maps to ImageNet's
+            `validation`; image folders try `test`, `val`, `validation`).
+            tfds slices such as `"train[:10%]"` pass through to tfds.
+        data_dir: An image-folder archive (`.tar.gz`, unpacked once into
+            `cache_dir()/datasets`), a folder laid out `split/class/image.jpg`,
+            or a tensorflow-datasets data directory (`None`: tfds' default).
+        download: Let tfds download and prepare a missing dataset. Default
+            `False`: a missing dataset fails at once with a message saying
+            where it looked and how to provide it; nothing touches the network.
+        per_class, offset: Image folders only: take `per_class` images of
+            each class after skipping `offset` (file-name order).
+
+    Example:
+
+    >>> train = load_dataset("cifar10", "train", "cifar10-jpeg.tar.gz")  # doctest: +SKIP
+    >>> batches = make_pipeline(train, training=True, batch_size=256)  # doctest: +SKIP
+    """
+    spec = get_spec(name)
+    if data_dir is not None and is_image_folder(data_dir):
+        return _from_image_folder(spec, data_dir, split, per_class, offset)
+    if data_dir is not None and not Path(data_dir).exists():
+        raise FileNotFoundError(
+            f"Data directory not found: '{data_dir}'. Pass an image-folder archive "
+            "(e.g. cifar10-jpeg.tar.gz), a folder laid out split/class/image.jpg, or a "
+            "tensorflow-datasets data directory."
+        )
+    return _from_tfds(spec, data_dir, split, download, per_class, offset)
