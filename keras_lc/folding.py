@@ -49,17 +49,22 @@ class _Skip:
         self.name = name
 
 
-def _is_stock(layer):
-    return type(layer).__module__.startswith("keras.")
+def _is_stock(obj):
+    """True for an object (a layer, an initializer, ...) of Keras' own classes."""
+    return type(obj).__module__.startswith("keras.")
+
+
+def _keras_lc_keys(serialized):
+    """The keys (`module`, `registered_name`) of a serialized object's dict that name keras_lc."""
+    return [key for key in ("module", "registered_name")
+            if str(serialized.get(key) or "").startswith("keras_lc")]
 
 
 def _names_keras_lc(value):
     """True for a serialized object (dict or registered name) from keras_lc."""
     if isinstance(value, str):
         return value.startswith("keras_lc>")
-    if not isinstance(value, dict):
-        return False
-    return any(str(value.get(key) or "").startswith("keras_lc") for key in ("module", "registered_name"))
+    return isinstance(value, dict) and bool(_keras_lc_keys(value))
 
 
 def keras_lc_references(config):
@@ -87,16 +92,14 @@ def keras_lc_references(config):
 
     def walk(value, path):
         if isinstance(value, dict):
-            for key in ("module", "registered_name"):
-                if str(value.get(key) or "").startswith("keras_lc"):
-                    found.append(f"{path}: {key}={value[key]}")
+            found.extend(f"{path}: {key}={value[key]}" for key in _keras_lc_keys(value))
             for key, item in value.items():
                 if key not in ("module", "registered_name"):
                     walk(item, f"{path}/{key}")
         elif isinstance(value, (list, tuple)):
             for index, item in enumerate(value):
                 walk(item, f"{path}[{index}]")
-        elif isinstance(value, str) and value.startswith("keras_lc>"):
+        elif _names_keras_lc(value):
             found.append(f"{path}: {value}")
 
     walk(config, "")
@@ -126,7 +129,7 @@ def _is_stock_serialized(value):
     if isinstance(value, str):
         return ">" not in value
     if not isinstance(value, dict):  # an object, not serialized
-        return type(value).__module__.startswith("keras.")
+        return _is_stock(value)
     module = str(value.get("module") or "")
     return (module == "keras" or module.startswith("keras.")) and not value.get("registered_name")
 

@@ -188,9 +188,8 @@ def make_pipeline(
         """(index, (image, label)) -> (image, label, the example's augmentation seed)."""
         return lambda index, example: (*example, augmentation_seed(epoch_seed, epoch, index))
 
-    # Each example carries its index in the split: with the seed and the epoch,
-    # the key of its augmentation.
-    dataset = dataset.enumerate()
+    # A training example carries its index in the split: with the seed and the
+    # epoch, the key of its augmentation.
     buffer = shuffle_buffer or (10_000 if imagenet else max(data.num_examples, 1))
     if training and epochs is not None:
         if len(epochs) == 0:
@@ -200,7 +199,8 @@ def make_pipeline(
             lambda joined, more: joined.concatenate(more),  # batches never straddle epochs
             [
                 batched(
-                    dataset.shuffle(buffer, seed=base_seed * 1_000_003 + e, reshuffle_each_iteration=False)
+                    dataset.enumerate()
+                    .shuffle(buffer, seed=base_seed * 1_000_003 + e, reshuffle_each_iteration=False)
                     .map(keyed(base_seed, e))
                 )
                 for e in epochs
@@ -208,15 +208,15 @@ def make_pipeline(
         )
     elif training:
         # No epoch index: each iteration draws fresh per-example seeds instead.
-        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.enumerate().shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = batched(
             tf.data.Dataset.zip(dataset, draws).map(
                 lambda indexed, draw: (*indexed[1], augmentation_seed(draw, -1, indexed[0]))
             )
         )
-    else:
-        dataset = batched(dataset.map(keyed(0, 0)))
+    else:  # evaluation draws nothing: the key slot is never read
+        dataset = batched(dataset.map(lambda image, label: (image, label, tf.zeros([2], tf.int64))))
     dataset = dataset.map(per_batch, num_parallel_calls=autotune)
     if augment and (mixup_alpha or cutmix_alpha):
         mixers = []
