@@ -22,12 +22,9 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from keras_lc.files import write_json_atomic
+from keras_lc.files import UMASK, one_line, write_json_atomic
 
 logger = logging.getLogger(__name__)
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 INDEX_FILE = "archives.json"
 _DEFAULT_CACHE = "~/.cache/keras_lc"
@@ -74,7 +71,7 @@ def cache_subdir(name, cache=None):
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CacheError(
-            f"Cannot create '{folder}' in {_cache_label(cache, root)} ({_one_line(error)}); "
+            f"Cannot create '{folder}' in {_cache_label(cache, root)} ({one_line(error)}); "
             f"{_FIX_CACHE}."
         ) from None
     return folder
@@ -88,10 +85,6 @@ def sha256_of(path, chunk_size=1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
 
-
-def _one_line(error):
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split())
 
 
 def _archive_stem(archive):
@@ -166,7 +159,7 @@ def extract_archive(archive, cache=None):
     try:
         sha256, record = _archive_sha256(archive, folder)
     except OSError as error:
-        raise DataError(f"Cannot read the archive '{archive}' ({_one_line(error)}).") from None
+        raise DataError(f"Cannot read the archive '{archive}' ({one_line(error)}).") from None
     target = folder / f"{stem}-{sha256[:12]}"
     if target.is_dir():
         logger.info("reusing unpacked '%s' from cache %s", archive, target)
@@ -178,11 +171,11 @@ def extract_archive(archive, cache=None):
     except OSError as error:
         raise CacheError(
             f"Cannot unpack '{archive}' into {_cache_label(cache, folder.parent)} "
-            f"({_one_line(error)}); {_FIX_CACHE}."
+            f"({one_line(error)}); {_FIX_CACHE}."
         ) from None
     logger.info("unpacking '%s' into %s", archive, target)
     try:
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the usual permissions
+        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700; give the usual permissions
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
@@ -191,11 +184,11 @@ def extract_archive(archive, cache=None):
             if isinstance(error, tarfile.ReadError) and "could not be opened" in str(error):
                 problem = f"not a {kinds} archive (no gzip, bzip2, xz or tar data)"
             else:
-                problem = f"not a complete {kinds} archive, truncated or corrupt ({_one_line(error)})"
+                problem = f"not a complete {kinds} archive, truncated or corrupt ({one_line(error)})"
             raise DataError(f"Cannot unpack '{archive}': {problem}; {_PASS_ARCHIVE}.") from None
         except OSError as error:
             raise CacheError(
-                f"Cannot unpack '{archive}' into '{folder}' ({_one_line(error)}); free space "
+                f"Cannot unpack '{archive}' into '{folder}' ({one_line(error)}); free space "
                 f"there or {_FIX_CACHE}."
             ) from None
         try:
@@ -203,7 +196,7 @@ def extract_archive(archive, cache=None):
         except OSError as error:
             if not target.is_dir():  # not a concurrent unpack that won the race
                 raise CacheError(
-                    f"Cannot move the unpacked '{archive}' to '{target}' ({_one_line(error)}); "
+                    f"Cannot move the unpacked '{archive}' to '{target}' ({one_line(error)}); "
                     f"{_FIX_CACHE}."
                 ) from None
     finally:

@@ -8,8 +8,20 @@ import os
 import tempfile
 from pathlib import Path
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+#: The process umask, read once: temporary files and folders get the usual permissions.
+UMASK = os.umask(0)
+os.umask(UMASK)
+
+
+def one_line(error):
+    """An exception's message on one line (its type's name if it has none), for error messages.
+
+    Example:
+
+    >>> one_line(OSError("disk\\n  full")), one_line(KeyError())
+    ('disk full', 'KeyError')
+    """
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 @contextlib.contextmanager
@@ -24,7 +36,7 @@ def atomic_path(path, suffix=None):
     suffix = "".join(path.suffixes) if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)

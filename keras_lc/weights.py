@@ -24,6 +24,7 @@ from pathlib import Path
 import keras
 
 from keras_lc.archives import cache_subdir, sha256_of
+from keras_lc.files import one_line
 
 _SOURCE_ZOO = Path(__file__).resolve().parents[1] / "zoo"
 _PACKAGED_ZOO = Path(__file__).resolve().parent / "published"
@@ -139,8 +140,9 @@ class PretrainedWeights:
                 f"{error.colno}); {_advice(path)}."
             ) from None
         except (OSError, ValueError) as error:  # unreadable, or not UTF-8
-            text = " ".join(str(error).split())
-            raise ManifestError(f"Manifest '{path}' cannot be read ({text}); {_advice(path)}.") from None
+            raise ManifestError(
+                f"Manifest '{path}' cannot be read ({one_line(error)}); {_advice(path)}."
+            ) from None
         if not isinstance(data, dict):
             raise ManifestError(
                 f"Manifest '{path}' holds a JSON {type(data).__name__}, not an object of fields; "

@@ -16,6 +16,8 @@ import os
 import re
 import sys
 
+from keras_lc.files import one_line  # noqa: F401 (the package's one spelling; public here for the commands)
+
 PROG = "keras-lc"
 
 
@@ -134,11 +136,6 @@ def load_split(dataset, split, args, per_class=None):
         return load_dataset(dataset, split, args.data_dir, download=args.download, per_class=per_class)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
-
-
-def one_line(error):
-    """An exception's message on one line (its type's name if it has none)."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def say_cache_use():

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_lc.archives import DataError, extract_archive
+from keras_lc.files import one_line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -96,7 +97,7 @@ def check_images(paths, size=None, dataset=None):
                 tail = f.read()
         except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
             text = "not an image Pillow recognizes" if isinstance(error, UnidentifiedImageError) else (
-                " ".join(str(error).split()) or type(error).__name__)
+                one_line(error))
             raise DataError(
                 f"Image '{path}' cannot be read ({text}); expected a JPEG or PNG image."
             ) from None
