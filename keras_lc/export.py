@@ -70,14 +70,14 @@ def reexpress_on_seeds(config, model, tolerance=1e-6):
     from keras_lc import fold_math, zoo
     from keras_lc.layers import LCConv2D
 
-    learned = [l for l in model.layers if isinstance(l, LCConv2D) and l.spatial_trainable]
+    learned = [l for l in model.layers if isinstance(l, LCConv2D) and not l.frozen_spatial]
     if not learned or any(l.intermediate is not None for l in learned):
         return None
     kwargs = dict(config["model"]["kwargs"], frozen_spatial=True, implementation="basis")
     twin = zoo.get_model(config["model"]["name"], **kwargs)
     for layer in twin.layers:
         source = model.get_layer(layer.name)
-        if not isinstance(source, LCConv2D) or not source.spatial_trainable:
+        if not isinstance(source, LCConv2D) or source.frozen_spatial:
             layer.set_weights(source.get_weights())
             continue
         to64 = fold_math.to_numpy64

@@ -18,7 +18,7 @@ import numpy as np
 
 from keras_lc.initializers import layer_seed, resolve_seed, spatial_initializer
 from keras_lc.layers.lc_conv2d import IMPLEMENTATIONS, LCConv2D
-from keras_lc.validation import check_bool, positive_int
+from keras_lc.validation import check_bool, frozen_spatial_alias, positive_int
 from keras_lc.layers.refocus_conv2d import RefocusConv2D
 from keras_lc.model_kinds import require_functional_or_sequential
 
@@ -90,7 +90,7 @@ def freeze_spatial(model, reinitialize=True, seed=None):
     seed derived from `seed` and the layer's name (`layer_seed`), so the frozen
     kernels are reproducible. Layers of nested functional/sequential models
     are included (their keys are 'outer/inner'). An `LCConv2D` with a learnable spatial kernel
-    gets `spatial_trainable=False`, and with `reinitialize=True` its own
+    gets `frozen_spatial=True`, and with `reinitialize=True` its own
     seed's kernel back. 1x1 convolutions, normalization and dense layers stay
     trainable. The model is changed in place: compile it (again) afterwards.
     `SeparableConv2D`, `Conv1D` and `Conv3D` are left unchanged.
@@ -128,22 +128,23 @@ def freeze_spatial(model, reinitialize=True, seed=None):
                 layer.kernel.assign(init(layer.kernel.shape, layer.kernel.dtype))
             layer.trainable = False
             frozen.append(key)
-        elif isinstance(layer, LCConv2D) and layer.spatial_trainable:
+        elif isinstance(layer, LCConv2D) and not layer.frozen_spatial:
             if reinitialize:
-                layer.spatial_kernel.assign(layer._seed_kernel())
-            layer.spatial_trainable = False
+                layer.spatial_kernel.assign(layer.seed_kernel())
+            layer.frozen_spatial = True
             layer.spatial_kernel.trainable = False
             frozen.append(key)
     return model, FreezeSummary(tuple(frozen), before, count_trainable_params(model))
 
 
-def lcify(model, expansion=1, spatial_trainable=False, implementation="auto", seed=None):
+def lcify(model, expansion=1, frozen_spatial=True, implementation="auto", seed=None, *,
+          spatial_trainable=None):
     """A copy of `model` in which every k x k `Conv2D` (k > 1) is an `LCConv2D`.
 
     Each replacement has the replaced layer's name, filters, kernel size,
     strides, padding, dilation and bias flag, so every output shape is
     unchanged; its spatial kernel is frozen random (unless
-    `spatial_trainable`) with a seed derived from `seed` and the layer's name.
+    `frozen_spatial=False`) with a seed derived from `seed` and the layer's name.
     A fused activation (`Conv2D(..., activation="relu")`) becomes an
     `Activation` layer named `<name>_activation` right after it. Every other
     layer, BatchNormalization included, is cloned with its weights. The
@@ -153,7 +154,9 @@ def lcify(model, expansion=1, spatial_trainable=False, implementation="auto", se
     Args:
         model: A built functional or sequential `keras.Model`.
         expansion: E, spatial filters per output channel of each LC-block.
-        spatial_trainable: Learnable LC (`True`) or frozen random (`False`).
+        frozen_spatial: Frozen random (`True`, the default) or learnable LC
+            (`False`).
+        spatial_trainable: Deprecated inverse of `frozen_spatial`.
         implementation: Passed to `LCConv2D`.
         seed: Non-negative int; `None` draws one from NumPy's global generator.
 
@@ -178,7 +181,7 @@ def lcify(model, expansion=1, spatial_trainable=False, implementation="auto", se
         )
     settings = {
         "expansion": positive_int(expansion, "expansion"),
-        "spatial_trainable": check_bool(spatial_trainable, "spatial_trainable"),
+        "frozen_spatial": frozen_spatial_alias(frozen_spatial, spatial_trainable, "lcify"),
         "implementation": implementation,
     }
     replaced = []

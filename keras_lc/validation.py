@@ -4,6 +4,8 @@ The bottom of the import stack (NumPy only), so layers, initializers, the zoo
 and training can all use one spelling of each check.
 """
 
+import warnings
+
 import numpy as np
 
 #: Largest seed a layer accepts: seeds are stored in configs and weights files as int64.
@@ -137,3 +139,41 @@ def conv_output_length(length, kernel, stride, padding, dilation):
     if padding == "same":
         return -(-length // stride)
     return (length - (kernel - 1) * dilation - 1) // stride + 1
+
+
+def frozen_spatial_alias(frozen_spatial, spatial_trainable, owner):
+    """`frozen_spatial` as a bool, also accepting the deprecated `spatial_trainable=`.
+
+    `frozen_spatial` is the package's one word for "the k x k kernels keep their
+    seeded random values" (builders, layers, `lcify`, `--frozen-spatial`).
+    Version 0.1.0 spelled it `spatial_trainable` on layers and `lcify`, with
+    the inverted meaning; that keyword still works, with a
+    `DeprecationWarning`. Contradicting values are an error.
+
+    Example:
+
+    >>> frozen_spatial_alias(True, None, "LCConv2D")
+    True
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     frozen_spatial_alias(True, True, "LCConv2D")
+    False
+    """
+    frozen_spatial = check_bool(frozen_spatial, "frozen_spatial")
+    if spatial_trainable is None:
+        return frozen_spatial
+    spatial_trainable = check_bool(spatial_trainable, "spatial_trainable")
+    if not frozen_spatial and not spatial_trainable:
+        raise ValueError(
+            f"{owner} got frozen_spatial=False and its deprecated inverse spatial_trainable=False, "
+            "which contradict each other; pass only frozen_spatial. "
+            "Received: frozen_spatial=False, spatial_trainable=False"
+        )
+    warnings.warn(
+        f"{owner}(spatial_trainable=...) is deprecated; use frozen_spatial="
+        f"{not spatial_trainable!r} (the inverse) instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return not spatial_trainable

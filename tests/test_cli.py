@@ -36,7 +36,7 @@ def test_help_explains_every_recipe_flag(capsys):
     assert code == 0
     flags = [flags[0] for _, flags, *_ in train_command.RECIPE_FLAGS]
     assert len(flags) == len(Recipe().to_dict())  # one flag per recipe field
-    for flag in flags + ["--strategy", "--implementation", "--data-dir", "--out", "--frozen"]:
+    for flag in flags + ["--strategy", "--implementation", "--data-dir", "--out", "--frozen-spatial"]:
         assert flag in out, flag
     assert "(default: 75)" in out and "(default: 0.01)" in out
 
@@ -73,7 +73,8 @@ def test_train_then_evaluate_a_frozen_lc_model(tmp_path, cifar_archive, capsys):
     [
         ([], "basis"),
         (["--implementation", "composed"], "composed"),
-        (["--no-frozen"], "auto"),  # learnable spatial kernels: basis is not exact
+        (["--no-frozen-spatial"], "auto"),  # learnable spatial kernels: basis is not exact
+        (["--no-frozen"], "auto"),  # the older spelling of the same flag
         (["--optimizer", "adamw", "--weight-decay-mode", "decoupled"], "auto"),  # not SGD
     ],
 )

@@ -145,7 +145,7 @@ def test_learned_lc_kernels_are_reexpressed_on_the_seeded_ones(tmp_path, cifar_t
     def trained_model(**kwargs):
         model = zoo.resnet_lc(**kwargs)
         for layer in model.layers:  # stand-in for training: move every learned kernel
-            if isinstance(layer, LCConv2D) and layer.spatial_trainable:
+            if isinstance(layer, LCConv2D) and not layer.frozen_spatial:
                 kernel = keras.ops.convert_to_numpy(layer.spatial_kernel)
                 layer.spatial_kernel.assign(kernel + rng.normal(0, 0.1, kernel.shape).astype("float32"))
         return model
@@ -161,8 +161,8 @@ def test_learned_lc_kernels_are_reexpressed_on_the_seeded_ones(tmp_path, cifar_t
     loaded.load_weights(tmp_path / "small.weights.h5")
     assert rel_error(loaded.predict_on_batch(x[:32]), trained.predict_on_batch(x[:32])) <= 1e-5
     layer = loaded.get_layer("stem_conv")
-    assert layer.spatial_trainable
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.spatial_kernel), layer._seed_kernel())
+    assert not layer.frozen_spatial
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.spatial_kernel), layer.seed_kernel())
     for name in ("stage1_block1_conv1", "stage3_block1_conv2"):
         np.testing.assert_allclose(loaded.get_layer(name).fold()[0], trained.get_layer(name).fold()[0],
                                    rtol=1e-4, atol=1e-6)

@@ -100,12 +100,12 @@ def test_frozen_kernels_survive_fit_sequential_and_nested(cifar_train_images):
 
 def test_freeze_spatial_learnable_lc_layer_gets_its_seed_kernel_back():
     inputs = keras.Input((8, 8, 3))
-    layer = LCConv2D(4, 3, expansion=2, spatial_trainable=True, seed=9, name="lc")
+    layer = LCConv2D(4, 3, expansion=2, frozen_spatial=False, seed=9, name="lc")
     model = keras.Model(inputs, layer(inputs))
     layer.spatial_kernel.assign(np.zeros(layer.spatial_kernel.shape, "float32"))
     _, summary = freeze_spatial(model)
     assert summary.frozen_layers == ("lc",) and summary.frozen_params == 3 * 3 * 3 * 8
-    assert not layer.spatial_trainable and layer.get_config()["spatial_trainable"] is False
+    assert layer.frozen_spatial and layer.get_config()["frozen_spatial"] is True
     np.testing.assert_array_equal(layer.spatial_kernel, torch_uniform((3, 3, 3, 8), 9).astype("float32"))
 
 
@@ -117,7 +117,7 @@ def test_lcify_resnet50_replaces_exactly_the_spatial_convs(resnet50):
     assert [l.name for l in lc.layers] == [l.name for l in model.layers]
     for old in replaced:
         new = lc.get_layer(old.name)
-        assert isinstance(new, LCConv2D) and new.expansion == 4 and not new.spatial_trainable
+        assert isinstance(new, LCConv2D) and new.expansion == 4 and new.frozen_spatial
         assert new.output.shape == old.output.shape and new.use_bias == old.use_bias
         assert new.seed == layer_seed(0, old.name)
     for old in model.layers:  # every other layer keeps its weights bit for bit
@@ -145,10 +145,10 @@ def test_lcify_resnet50_wiring_folds_back_to_the_original(resnet50, cifar_test_i
 def test_lcify_mobilenet_v2_and_sequential_with_fused_activation(cifar_test_images):
     x, _ = cifar_test_images
     mobilenet = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35)
-    lc = lcify(mobilenet, expansion=2, spatial_trainable=True, implementation="two_stage", seed=1)
+    lc = lcify(mobilenet, expansion=2, frozen_spatial=False, implementation="two_stage", seed=1)
     assert [l.name for l in lc.layers if isinstance(l, LCConv2D)] == ["Conv1"]
     stem = lc.get_layer("Conv1")
-    assert stem.spatial_trainable and stem.resolved_implementation == "two_stage"
+    assert not stem.frozen_spatial and stem.resolved_implementation == "two_stage"
     assert sum(isinstance(l, keras.layers.DepthwiseConv2D) for l in lc.layers) == 17
     assert lc.output_shape == mobilenet.output_shape
     sequential = keras.Sequential(
@@ -185,9 +185,9 @@ def test_bad_arguments():
         lcify(model, expansion=0)
     with pytest.raises(ValueError, match="`implementation` must be one of .*Received: implementation='fast'"):
         lcify(model, implementation="fast")
-    message = "`spatial_trainable` must be a bool. Received: spatial_trainable=None"
+    message = "`frozen_spatial` must be a bool. Received: frozen_spatial=None"
     with pytest.raises(ValueError, match=message):
-        lcify(model, spatial_trainable=None)
+        lcify(model, frozen_spatial=None)
 
 
 def test_lcify_nested_functional_model(cifar_test_images):

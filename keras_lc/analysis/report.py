@@ -88,7 +88,7 @@ def load_test_images(data, limit=None, split="test"):
 def _layer_info(layer):
     info = {"type": type(layer).__name__}
     if isinstance(layer, LCConv2D):
-        info.update(expansion=layer.expansion, spatial_trainable=layer.spatial_trainable)
+        info.update(expansion=layer.expansion, frozen_spatial=layer.frozen_spatial)
     return info
 
 
@@ -200,7 +200,7 @@ def analyze(
         "model": model.name,
         "num_parameters": int(model.count_params()),
         "expansion": _unique(layer["expansion"] for layer in lc_layers),
-        "spatial_trainable": _unique(layer["spatial_trainable"] for layer in lc_layers),
+        "frozen_spatial": _unique(layer["frozen_spatial"] for layer in lc_layers),
         "num_lc_layers": len(lc_names),
         "first_layer": {"name": names[0], "fve": _fve(stats[names[0]])},
         "last_layer": {"name": names[-1], "fve": _fve(stats[names[-1]])},
@@ -218,7 +218,7 @@ def compare(reports, out_dir):
     """FVE of the first and last layer against the LC expansion across several analyzed models.
 
     Models with LC layers form the series "frozen random LC" and "learnable
-    LC" (by `spatial_trainable`); models without LC layers are drawn as
+    LC" (by `frozen_spatial`); models without LC layers are drawn as
     horizontal baselines. Writes `fve_vs_expansion_first.png`,
     `fve_vs_expansion_last.png` and `comparison.json`.
 
@@ -244,7 +244,7 @@ def compare(reports, out_dir):
             {
                 "model": report["model"],
                 "expansion": report["expansion"],
-                "spatial_trainable": report["spatial_trainable"],
+                "frozen_spatial": _frozen_spatial(report),
                 "first_layer_fve": report["first_layer"]["fve"],
                 "last_layer_fve": report["last_layer"]["fve"],
             }
@@ -256,7 +256,7 @@ def compare(reports, out_dir):
             if row["expansion"] is None:
                 baselines[f"{row['model']} (no LC)"] = value
             else:
-                label = "learnable LC" if row["spatial_trainable"] else "frozen random LC"
+                label = "frozen random LC" if row["frozen_spatial"] else "learnable LC"
                 series.setdefault(label, []).append((row["expansion"], value))
         name = f"fve_vs_expansion_{which}.png"
         plots.plot_fve_vs_expansion(
@@ -266,3 +266,10 @@ def compare(reports, out_dir):
     comparison = {"models": rows, "figures": figures}
     write_json(out_dir / COMPARISON_NAME, comparison)
     return comparison
+
+
+def _frozen_spatial(report):
+    """The report's `frozen_spatial`; reports of version 0.1.0 stored its inverse."""
+    if "frozen_spatial" in report or report.get("spatial_trainable") is None:
+        return report.get("frozen_spatial")
+    return not report["spatial_trainable"]

@@ -15,7 +15,7 @@ a diverged run exits with 1. Set `KERAS_LC_DEBUG=1` for full tracebacks.
 
 Example:
 
-    keras-lc train --model resnet_lc20 --expansion 128 --frozen --dataset cifar10 \\
+    keras-lc train --model resnet_lc20 --expansion 128 --frozen-spatial --dataset cifar10 \\
         --data-dir cifar10-jpeg.tar.gz --epochs 75 --out runs/resnet_lc20_16x128
     keras-lc evaluate runs/resnet_lc20_16x128
     keras-lc list "resnet_lc*"

@@ -101,9 +101,11 @@ def add_parser(subparsers):
                         help="run directory (config, CSV log, curves, weights, summary)")
     parser.add_argument("--expansion", type=positive_int, help="LC expansion E (LC models)")
     parser.add_argument("--width", type=positive_int, help="base width W (CIFAR ResNets)")
-    parser.add_argument("--frozen", action=argparse.BooleanOptionalAction,
-                        help="freeze the spatial kernels at their seeded random values "
-                             "(default: the builder's; LC models are frozen)")
+    parser.add_argument("--frozen-spatial", "--frozen", dest="frozen_spatial",
+                        action=argparse.BooleanOptionalAction,
+                        help="freeze the spatial kernels at their seeded random values, the "
+                             "builders' frozen_spatial (default: the builder's; LC models are "
+                             "frozen; --frozen is the older spelling)")
     parser.add_argument("--implementation", choices=("auto", "two_stage", "composed", "basis"),
                         help="LCConv2D implementation (default: basis for frozen LC under SGD, "
                              "exactly equivalent and cheaper; otherwise auto)")
@@ -138,7 +140,7 @@ def model_kwargs(args, recipe, spec):
                   classifier_activation=None, seed=recipe.seed)
     for flag, key, value in (("--expansion", "expansion", args.expansion),
                              ("--width", "width", args.width),
-                             ("--frozen", "frozen_spatial", args.frozen),
+                             ("--frozen-spatial", "frozen_spatial", args.frozen_spatial),
                              ("--implementation", "implementation", args.implementation)):
         if value is not None:
             if key not in params:

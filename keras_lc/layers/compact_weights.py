@@ -32,10 +32,10 @@ class CompactWeights:
     `spatial_filters`, `seed`, weights, resolved implementation and
     `_channels()`). A subclass
     whose frozen kernel comes from elsewhere (`SharedLCConv2D`'s bank)
-    overrides `_seed_kernel`.
+    overrides `seed_kernel()` (public: `freeze_spatial` restores it).
     """
 
-    def _seed_kernel(self):
+    def seed_kernel(self):
         """The frozen spatial kernel the seed defines, in the variable dtype."""
         return torch_uniform(self.spatial_kernel.shape, self.seed).astype(self.variable_dtype)
 
@@ -67,7 +67,7 @@ class CompactWeights:
             store["basis_coefficients"] = self.basis_coefficients
         else:
             kernel = np.asarray(keras.ops.convert_to_numpy(self.spatial_kernel))
-            if self.spatial_trainable or not np.array_equal(kernel, self._seed_kernel()):
+            if not self.frozen_spatial or not np.array_equal(kernel, self.seed_kernel()):
                 store["spatial_kernel"] = kernel
             store["combination"] = self.combination
         store["seed"] = np.asarray(self.seed, dtype=np.int64)
@@ -116,7 +116,7 @@ class CompactWeights:
             if "spatial_kernel" in keys:
                 self.spatial_kernel.assign(store["spatial_kernel"])
             else:
-                self.spatial_kernel.assign(self._seed_kernel())
+                self.spatial_kernel.assign(self.seed_kernel())
             if "basis_coefficients" in keys:
                 _, v = self._frozen_svd(channels)
                 combination = v @ np.asarray(store["basis_coefficients"], dtype=np.float64)

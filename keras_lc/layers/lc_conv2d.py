@@ -1,5 +1,7 @@
 """`LCConv2D`: a k x k convolution learned as linear combinations of (frozen) random filters."""
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -8,7 +10,7 @@ from keras_lc import fold_math
 from keras_lc.initializers import STREAM_BIAS, STREAM_COMBINATION, STREAM_SPATIAL, TorchUniform
 from keras_lc.layers.base import FoldableConv2D
 from keras_lc.layers.compact_weights import CompactWeights
-from keras_lc.validation import check_bool, check_choice, check_seed, positive_int
+from keras_lc.validation import check_bool, check_choice, check_seed, frozen_spatial_alias, positive_int
 
 IMPLEMENTATIONS = ("auto", "two_stage", "composed", "basis")
 INTERMEDIATES = (None, "relu", "bn", "bn_relu")
@@ -24,7 +26,7 @@ class LCConv2D(CompactWeights, FoldableConv2D):
     to `filters`. The spatial kernel keeps PyTorch's default initialization,
     U[-a, a] with a = 1/sqrt(c_in*k*k), drawn from NumPy's PCG64 generator with
     `seed` (identical on every backend and machine), and is frozen unless
-    `spatial_trainable=True`; the 1x1 combination weights always learn.
+    `frozen_spatial=False`; the 1x1 combination weights always learn.
     Both stages are linear, so the block is one ordinary convolution with
     W[..., o] = sum_j C[j, o] * W_spatial[..., j]: a `FoldableConv2D`, see
     `fold()` and `to_conv2d()`. Frozen kernels are saved as their seed
@@ -58,8 +60,10 @@ class LCConv2D(CompactWeights, FoldableConv2D):
         dilation_rate: int or tuple of 2 ints; cannot exceed 1 together with
             `strides`.
         expansion: E, the number of spatial filters per output channel.
-        spatial_trainable: Train the spatial kernel too (the paper's
-            "learnable LC"). Default `False`: frozen random.
+        frozen_spatial: Keep the spatial kernel at its seeded random values
+            (default `True`: the paper's "frozen random" LC); `False` trains
+            it too ("learnable LC"). The deprecated `spatial_trainable=`
+            (its inverse) is still accepted, with a `DeprecationWarning`.
         use_bias: Add a bias (PyTorch-default initialized) after the 1x1 conv.
         implementation: One of `"auto"`, `"two_stage"`, `"composed"`, `"basis"`.
         intermediate: `None`, `"relu"`, `"bn"` or `"bn_relu"`: the operation
@@ -94,16 +98,17 @@ class LCConv2D(CompactWeights, FoldableConv2D):
         padding="same",
         dilation_rate=1,
         expansion=1,
-        spatial_trainable=False,
+        frozen_spatial=True,
         use_bias=False,
         implementation="auto",
         intermediate=None,
         seed=None,
         **kwargs,
     ):
+        frozen_spatial = frozen_spatial_alias(frozen_spatial, kwargs.pop("spatial_trainable", None), "LCConv2D")
         super().__init__(filters, kernel_size, strides, padding, dilation_rate, **kwargs)
         self.expansion = positive_int(expansion, "expansion")
-        self.spatial_trainable = check_bool(spatial_trainable, "spatial_trainable")
+        self.frozen_spatial = frozen_spatial
         self.use_bias = check_bool(use_bias, "use_bias")
         check_choice(implementation, "implementation", IMPLEMENTATIONS)
         check_choice(intermediate, "intermediate", INTERMEDIATES)
@@ -113,10 +118,10 @@ class LCConv2D(CompactWeights, FoldableConv2D):
                 "stages, so it needs implementation='two_stage' (or 'auto'). "
                 f"Received: implementation={implementation!r}"
             )
-        if implementation == "basis" and self.spatial_trainable:
+        if implementation == "basis" and not self.frozen_spatial:
             raise ValueError(
                 "implementation='basis' is exact only for frozen spatial kernels. "
-                "Received: spatial_trainable=True; use 'composed' or 'two_stage'."
+                "Received: frozen_spatial=False; use 'composed' or 'two_stage'."
             )
         self.implementation = implementation
         self.intermediate = intermediate
@@ -175,7 +180,7 @@ class LCConv2D(CompactWeights, FoldableConv2D):
                 name="spatial_kernel",
                 shape=(k_h, k_w, channels, m),
                 initializer=TorchUniform(self.seed, STREAM_SPATIAL),
-                trainable=self.spatial_trainable,
+                trainable=not self.frozen_spatial,
             )
             self.combination = self.add_weight(
                 name="combination",
@@ -310,13 +315,28 @@ class LCConv2D(CompactWeights, FoldableConv2D):
             return self.basis.shape[0] // (k_h * k_w)
         return self.spatial_kernel.shape[2]
 
+    @property
+    def spatial_trainable(self):
+        """Deprecated inverse of `frozen_spatial` (read-only)."""
+        warnings.warn("LCConv2D.spatial_trainable is deprecated; read `not layer.frozen_spatial`.",
+                      DeprecationWarning, stacklevel=2)
+        return not self.frozen_spatial
+
     # ---------------------------------------------------------------- config
+    @classmethod
+    def from_config(cls, config):
+        """Also reads configs saved by version 0.1.0 (`spatial_trainable`, without a warning)."""
+        config = dict(config)
+        if "spatial_trainable" in config and "frozen_spatial" not in config:
+            config["frozen_spatial"] = not config.pop("spatial_trainable")
+        return super().from_config(config)
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "expansion": self.expansion,
-                "spatial_trainable": self.spatial_trainable,
+                "frozen_spatial": self.frozen_spatial,
                 "use_bias": self.use_bias,
                 "implementation": self.implementation,
                 "intermediate": self.intermediate,

@@ -7,7 +7,7 @@ import numpy as np
 
 from keras_lc.initializers import STREAM_SPATIAL, torch_uniform
 from keras_lc.layers.lc_conv2d import LCConv2D
-from keras_lc.validation import check_seed, positive_int
+from keras_lc.validation import check_seed, frozen_spatial_alias, positive_int
 
 
 @functools.lru_cache(maxsize=4)
@@ -47,6 +47,7 @@ class SharedLCConv2D(LCConv2D):
         bank_filters: Spatial filters the bank holds (>= every layer's
             `filters * expansion`).
         implementation: `"auto"`, `"two_stage"` or `"composed"`.
+        frozen_spatial: Must be `True` (the default): the bank is frozen.
         **kwargs: Base `keras.layers.Layer` arguments.
 
     Example:
@@ -71,13 +72,15 @@ class SharedLCConv2D(LCConv2D):
         bank_channels,
         bank_filters,
         implementation="auto",
-        spatial_trainable=False,
+        frozen_spatial=True,
         **kwargs,
     ):
-        if spatial_trainable is not False:
+        frozen_spatial = frozen_spatial_alias(frozen_spatial, kwargs.pop("spatial_trainable", None),
+                                              "SharedLCConv2D")
+        if not frozen_spatial:
             raise ValueError(
                 "SharedLCConv2D's spatial kernels are a frozen shared bank. "
-                f"Received: spatial_trainable={spatial_trainable!r}"
+                f"Received: frozen_spatial={frozen_spatial!r}"
             )
         if implementation == "basis":
             raise ValueError(
@@ -99,7 +102,7 @@ class SharedLCConv2D(LCConv2D):
         bank = spatial_bank(self.bank_seed, self.bank_shape)
         return bank[:, :, :channels, : self.spatial_filters] / np.sqrt(channels * k_h * k_w)
 
-    def _seed_kernel(self):
+    def seed_kernel(self):
         """The frozen spatial kernel the bank defines (the save/load hook of `CompactWeights`)."""
         return self.bank_slice(self.spatial_kernel.shape[2]).astype(self.variable_dtype)
 
@@ -114,7 +117,7 @@ class SharedLCConv2D(LCConv2D):
                 f"filters. Received: input_shape={input_shape}; build the bank larger."
             )
         super().build(input_shape)
-        self.spatial_kernel.assign(self._seed_kernel())
+        self.spatial_kernel.assign(self.seed_kernel())
 
     def save_own_variables(self, store):
         """`LCConv2D`'s entries (the bank slice is not stored) and the bank seed."""

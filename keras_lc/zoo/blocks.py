@@ -28,7 +28,7 @@ class ConvOptions:
 
     Attributes:
         seed: Model seed; each layer's seed is `layer_seed(seed, name)`.
-        frozen_spatial: Freeze k x k kernels (LC: `spatial_trainable=False`).
+        frozen_spatial: Freeze k x k kernels at their seeded random values.
         lc: Make k x k convolutions `LCConv2D` layers.
         expansion: LC expansion E.
         implementation: `LCConv2D` implementation.
@@ -62,7 +62,7 @@ def conv(filters, kernel_size, strides, name, options):
     """The convolution layer `name` of a zoo model ("same" padding, no bias).
 
     k x k (k > 1) convolutions are `LCConv2D` layers when `options.lc`, with
-    `spatial_trainable=not options.frozen_spatial`; otherwise `Conv2D` layers,
+    `frozen_spatial=options.frozen_spatial`; otherwise `Conv2D` layers,
     non-trainable when `options.frozen_spatial`. 1x1 convolutions are always
     trainable `Conv2D` layers. Every zoo convolution is followed by a
     BatchNormalization, hence no bias.
@@ -78,7 +78,7 @@ def conv(filters, kernel_size, strides, name, options):
             kernel_size,
             strides=strides,
             expansion=options.expansion,
-            spatial_trainable=not options.frozen_spatial,
+            frozen_spatial=options.frozen_spatial,
             implementation=options.implementation,
             seed=seed,
             name=name,

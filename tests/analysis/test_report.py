@@ -22,10 +22,10 @@ from keras_lc.layers import LCConv2D
 from tests.analysis.test_plots import assert_png
 
 
-def _model(expansion=2, spatial_trainable=False, lc=True, name="m"):
+def _model(expansion=2, frozen_spatial=True, lc=True, name="m"):
     def conv(filters, k, seed, **kwargs):
         if lc:
-            return LCConv2D(filters, k, expansion=expansion, spatial_trainable=spatial_trainable,
+            return LCConv2D(filters, k, expansion=expansion, frozen_spatial=frozen_spatial,
                             seed=seed, **kwargs)
         return keras.layers.Conv2D(filters, k, padding="same", **kwargs)
 
@@ -86,7 +86,7 @@ def test_analyze_writes_every_figure_and_number(tmp_path, cifar_test_images):
     assert np.array_equal(on_disk["spatial_variance_by_kernel_size"]["3x3"], by_size[(3, 3)])
     assert on_disk["first_layer"]["fve"] == layers["first"]["normalized_entropy"]
     assert on_disk["last_layer"]["fve"] == layers["last"]["normalized_entropy"]
-    assert on_disk["expansion"] == 2 and on_disk["spatial_trainable"] is False
+    assert on_disk["expansion"] == 2 and on_disk["frozen_spatial"] is True
     assert on_disk["num_parameters"] == model.count_params()
     expected = robust_accuracy(model, x[:40], y[:40], epsilon=2 / 255).to_dict()
     assert on_disk["robustness"] == expected and expected["num_images"] == 40
@@ -96,14 +96,14 @@ def test_compare_across_expansions(tmp_path):
     reports = [
         analyze(_model(1, name="e1"), tmp_path / "e1"),
         analyze(_model(4, name="e4"), tmp_path / "e4"),
-        analyze(_model(2, spatial_trainable=True, name="learn"), tmp_path / "learn"),
+        analyze(_model(2, frozen_spatial=False, name="learn"), tmp_path / "learn"),
         analyze(_model(lc=False, name="base"), tmp_path / "base"),
     ]
     assert reports[3]["expansion"] is None and reports[3]["robustness"] is None
     comparison = compare(reports, tmp_path)
     assert json.loads((tmp_path / "comparison.json").read_text()) == comparison
     rows = {row["model"]: row for row in comparison["models"]}
-    assert rows["e4"]["expansion"] == 4 and rows["learn"]["spatial_trainable"] is True
+    assert rows["e4"]["expansion"] == 4 and rows["learn"]["frozen_spatial"] is False
     assert rows["e1"]["first_layer_fve"] == reports[0]["first_layer"]["fve"]
     for which in ("first", "last"):
         assert_png(tmp_path / f"fve_vs_expansion_{which}.png")

@@ -105,17 +105,17 @@ def test_fold_refuses_nonlinear_intermediate(intermediate):
         layer.fold()
 
 
-@pytest.mark.parametrize("spatial_trainable", [False, True])
-def test_gradients_equal_between_two_stage_and_composed(spatial_trainable):
+@pytest.mark.parametrize("frozen_spatial", [True, False])
+def test_gradients_equal_between_two_stage_and_composed(frozen_spatial):
     x = _x((3, 10, 10, 4))
     upstream = _x((3, 10, 10, 5), seed=9)
     grads = {}
     for impl in ("two_stage", "composed"):
-        layer = LCConv2D(5, 3, expansion=8, use_bias=True, spatial_trainable=spatial_trainable,
+        layer = LCConv2D(5, 3, expansion=8, use_bias=True, frozen_spatial=frozen_spatial,
                          implementation=impl, seed=4)
         layer.build(x.shape)
         grads[impl] = gradients(layer, x, upstream)
-    expected = {"combination", "bias"} | ({"spatial_kernel"} if spatial_trainable else set())
+    expected = {"combination", "bias"} | (set() if frozen_spatial else {"spatial_kernel"})
     assert set(grads["two_stage"]) == set(grads["composed"]) == expected
     for name in expected:
         assert np.abs(grads["two_stage"][name]).max() > 0
@@ -169,9 +169,9 @@ def test_frozen_means_frozen(cifar_train_images, implementation):
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == expected
 
 
-def test_spatial_trainable_kernel_moves(cifar_train_images):
+def test_learnable_spatial_kernel_moves(cifar_train_images):
     x, y = cifar_train_images
-    model = _tiny_model({"expansion": 2, "spatial_trainable": True})
+    model = _tiny_model({"expansion": 2, "frozen_spatial": False})
     before = np.array(model.get_layer("lc").spatial_kernel)
     model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x[:128], y[:128], batch_size=64, verbose=0)
@@ -226,7 +226,7 @@ def test_auto_picks_the_cheaper_implementation(shape, expected):
         ({"implementation": "fast"}, r"implementation.*two_stage.*Received: implementation='fast'"),
         ({"intermediate": "gelu"}, r"intermediate.*bn_relu.*Received: intermediate='gelu'"),
         ({"intermediate": "bn", "implementation": "composed"}, r"two_stage.*Received: implementation='composed'"),
-        ({"implementation": "basis", "spatial_trainable": True}, r"frozen.*Received: spatial_trainable=True"),
+        ({"implementation": "basis", "frozen_spatial": False}, r"frozen.*Received: frozen_spatial=False"),
         ({"kernel_size": (3, 3, 3)}, r"kernel_size.*Received: kernel_size=\(3, 3, 3\)"),
         ({"strides": 0}, r"strides.*Received: strides=0"),
         ({"strides": 2, "dilation_rate": 2}, r"not compatible.*Received: strides=2, dilation_rate=2"),
@@ -255,7 +255,7 @@ def test_unknown_channels():
 
 # ---------------------------------------------------------------- serialization
 def test_get_config_round_trip():
-    layer = LCConv2D(6, (3, 5), strides=2, padding="valid", expansion=3, spatial_trainable=True,
+    layer = LCConv2D(6, (3, 5), strides=2, padding="valid", expansion=3, frozen_spatial=False,
                      use_bias=True, implementation="two_stage", intermediate="bn", seed=9, name="x")
     config = layer.get_config()
     clone = LCConv2D.from_config(config)
@@ -309,7 +309,7 @@ def test_basis_weights_file_does_not_grow_with_expansion(tmp_path):
 
 def test_frozen_kernel_is_stored_as_its_seed(tmp_path):
     compact = _weights_file_size(tmp_path, "compact", expansion=128, implementation="composed")
-    full = _weights_file_size(tmp_path, "full", expansion=128, implementation="composed", spatial_trainable=True)
+    full = _weights_file_size(tmp_path, "full", expansion=128, implementation="composed", frozen_spatial=False)
     kernel_bytes = 3 * 3 * 3 * 8 * 128 * 4
     assert full - compact >= 0.95 * kernel_bytes
     layer = LCConv2D(4, 3, expansion=8, seed=3)
@@ -406,3 +406,21 @@ def test_basis_load_refuses_other_seed(tmp_path):
     assert set(store) == {"basis_coefficients", "seed"}
     with pytest.raises(ValueError, match=r"seed=2 but the weights were saved from seed=1"):
         b.load_own_variables(store)
+
+
+def test_deprecated_spatial_trainable_still_works_with_a_warning():
+    with pytest.warns(DeprecationWarning, match=r"use frozen_spatial=False"):
+        layer = LCConv2D(4, 3, expansion=2, spatial_trainable=True, seed=0)
+    assert layer.frozen_spatial is False and "spatial_trainable" not in layer.get_config()
+    with pytest.warns(DeprecationWarning, match="not layer.frozen_spatial"):
+        assert layer.spatial_trainable is True
+    with pytest.raises(ValueError, match="contradict.*Received: frozen_spatial=False, spatial_trainable=False"):
+        LCConv2D(4, 3, frozen_spatial=False, spatial_trainable=False)
+
+
+def test_configs_saved_by_0_1_0_load_without_a_warning(recwarn):
+    old = LCConv2D(4, 3, expansion=2, frozen_spatial=False, seed=3).get_config()
+    old["spatial_trainable"] = not old.pop("frozen_spatial")
+    layer = LCConv2D.from_config(old)
+    assert layer.frozen_spatial is False and layer.get_config()["frozen_spatial"] is False
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]

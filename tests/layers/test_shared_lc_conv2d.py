@@ -82,8 +82,8 @@ def test_save_and_load():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="frozen shared bank. Received: spatial_trainable=True"):
-        SharedLCConv2D(4, 3, spatial_trainable=True, **BANK)
+    with pytest.raises(ValueError, match="frozen shared bank. Received: frozen_spatial=False"):
+        SharedLCConv2D(4, 3, frozen_spatial=False, **BANK)
     with pytest.raises(ValueError, match="Received: implementation='basis'"):
         SharedLCConv2D(4, 3, implementation="basis", **BANK)
     message = "`bank_channels` must be a positive integer. Received: bank_channels=0"

@@ -38,7 +38,7 @@ def test_conv_factory():
     pointwise = blocks.conv(5, 1, 1, "p", frozen)
     assert pointwise.trainable and blocks.conv(5, 3, 1, "c", learnable).trainable
     block = blocks.conv(5, 3, 1, "l", lc)
-    assert isinstance(block, LCConv2D) and block.spatial_trainable and block.expansion == 4
+    assert isinstance(block, LCConv2D) and not block.frozen_spatial and block.expansion == 4
     assert block.seed == layer_seed(3, "l")
     depthwise = blocks.depthwise_conv(3, 1, "d", frozen)
     depthwise(np.zeros((1, 8, 8, 200), "float32"))

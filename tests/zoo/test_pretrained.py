@@ -92,7 +92,7 @@ def test_published_weights_pick_variant_and_seed(monkeypatch, tmp_path):
         model = zoo.resnet_lc(depth=8, width=4, expansion=2, frozen_spatial=frozen, weights="demo")
         layer = model.get_layer("stem_conv")
         assert layer.seed == references[frozen].get_layer("stem_conv").seed
-        assert layer.spatial_trainable is not frozen
+        assert layer.frozen_spatial is frozen
         np.testing.assert_array_equal(model(x, training=False), references[frozen](x, training=False))
     with pytest.raises(ValueError, match=r"trained from seed=11.*pass seed=None or seed=11. Received: seed=3"):
         zoo.resnet_lc(depth=8, width=4, expansion=2, seed=3, weights="demo")

@@ -64,12 +64,12 @@ def test_resnet_lc_frozen_and_learnable():
     frozen = zoo.resnet_lc(expansion=2, seed=0, implementation="two_stage")
     lc_layers = [l for l in frozen.layers if isinstance(l, LCConv2D)]
     assert len(lc_layers) == 19 and not any(isinstance(l, keras.layers.Conv2D) for l in frozen.layers)
-    assert all(not l.spatial_trainable and l.resolved_implementation == "two_stage" for l in lc_layers)
+    assert all(l.frozen_spatial and l.resolved_implementation == "two_stage" for l in lc_layers)
     spatial = sum(int(np.prod(l.spatial_kernel.shape)) for l in lc_layers)
     assert _trainable(frozen) == cifar_resnet_params(20, expansion=2) - spatial
     learnable = zoo.resnet_lc(expansion=2, seed=0, frozen_spatial=False)
     assert _trainable(learnable) == cifar_resnet_params(20, expansion=2)
-    assert all(l.spatial_trainable for l in learnable.layers if isinstance(l, LCConv2D))
+    assert all(not l.frozen_spatial for l in learnable.layers if isinstance(l, LCConv2D))
 
 
 @pytest.fixture(scope="module")
