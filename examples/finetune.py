@@ -1,7 +1,7 @@
 """Transfer learning from a published keras-lc model, the Keras way.
 
     python examples/finetune.py [--model NAME] [--classes-subset cat,dog | --image-folder DIR]
-                                [--epochs N] [--fine-tune-epochs N] [--out finetuned.keras]
+                                [--epochs N] [--fine-tune-epochs N] [--out runs/finetuned.keras]
 
 Follows https://keras.io/guides/transfer_learning/:
 
@@ -24,15 +24,15 @@ Follows https://keras.io/guides/transfer_learning/:
 
 Prints the held-out accuracy before training, after the head and after
 fine-tuning, the trainable parameters of each stage, and saves the model as
---out (a `.keras` file, written atomically).
+--out (a `.keras` file, written atomically; default runs/finetuned.keras, below
+the current folder). TensorFlow's C++ start-up lines are hidden unless --verbose.
 """
 
 import os
 
-# One BLAS thread. Loading frozen LC weights computes an SVD of each seeded spatial kernel with
-# NumPy; on a few busy cores a multi-threaded OpenBLAS contends with TensorFlow's thread pool
-# (ResNet-LC-20-16x128 on 2 cores: ~8 s instead of ~2 min). Set before NumPy is first imported.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from quiet_start import import_tensorflow_quietly  # examples/quiet_start.py
+
+import_tensorflow_quietly()  # TensorFlow's C++ start-up lines hidden unless --verbose
 
 import argparse
 import dataclasses
@@ -43,6 +43,7 @@ from pathlib import Path
 import keras
 
 from keras_lc import data, zoo
+from keras_lc.cli.common import add_verbose_flag
 from keras_lc.files import atomic_path
 from keras_lc.training.run import parameter_counts
 from keras_lc.weights import published_weights
@@ -50,6 +51,7 @@ from keras_lc.weights import published_weights
 DEFAULT_MODEL = "resnet_lc20_16x128_frozen_cifar10"
 DEFAULT_DATA = os.environ.get(
     "KERAS_LC_CIFAR10", str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"))
+DEFAULT_OUT = "runs/finetuned.keras"  # below the current folder; runs/ is git-ignored
 
 
 def positive_int(text):
@@ -84,7 +86,7 @@ def image_datasets(args, image_size):
 
 
 def as_loaded(dataset, spec, class_names, split):
-    """A `keras_lc.data.LoadedDataset`, so `make_pipeline` normalizes and augments it as in training."""
+    """A `keras_lc.data.LoadedDataset`, so `make_pipeline` augments it as in training."""
     count = int(dataset.cardinality())
     if count < 0:
         count = int(dataset.reduce(0, lambda n, _: n + 1))
@@ -92,23 +94,39 @@ def as_loaded(dataset, spec, class_names, split):
                               list(class_names), "finetune", lambda: dataset)
 
 
-def main(argv=None):
+def build_parser():
+    """The example's command line; `--help` shows every default."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="published model (default: %(default)s)")
     parser.add_argument("--data-dir", default=DEFAULT_DATA, help="CIFAR-10 archive or folder (default: %(default)s)")
-    parser.add_argument("--classes-subset", default="cat,dog", help="CIFAR-10 classes of the new task")
+    parser.add_argument("--classes-subset", default="cat,dog",
+                        help="CIFAR-10 classes of the new task (default: %(default)s)")
     parser.add_argument("--image-folder", help="instead: a folder of class sub-folders (80/20 split)")
-    parser.add_argument("--train-images", type=positive_int, default=2000, help="CIFAR subset: training images")
-    parser.add_argument("--test-images", type=positive_int, default=1000, help="CIFAR subset: held-out images")
-    parser.add_argument("--epochs", type=positive_int, default=5, help="epochs of the new head")
-    parser.add_argument("--fine-tune-epochs", type=int, default=0, help="epochs of fine-tuning (default: none)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the head")
-    parser.add_argument("--fine-tune-lr", type=float, default=1e-5, help="Adam learning rate of fine-tuning")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--train-images", type=positive_int, default=2000,
+                        help="CIFAR subset: training images (default: %(default)s)")
+    parser.add_argument("--test-images", type=positive_int, default=1000,
+                        help="CIFAR subset: held-out images (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=5, help="epochs of the new head (default: %(default)s)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=0,
+                        help="epochs of fine-tuning (default: %(default)s, none)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the head (default: %(default)s)")
+    parser.add_argument("--fine-tune-lr", type=float, default=1e-5,
+                        help="Adam learning rate of fine-tuning (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=64,
+                        help="training and evaluation batch (default: %(default)s)")
     parser.add_argument("--implementation", default="composed", choices=("auto", "two_stage", "composed", "basis"),
                         help="LCConv2D form of LC backbones (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="finetuned.keras", help="where the model goes (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of the new head, data order, augmentation and image-folder split "
+                             "(default: %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help="where the fine-tuned model goes, a .keras file (default: %(default)s)")
+    add_verbose_flag(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.out.endswith(".keras"):
         parser.error(f"--out must end with .keras. Received: {args.out!r}")
@@ -122,10 +140,12 @@ def main(argv=None):
         print(f"finetune: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     spec = data.get_spec(entry.dataset)
+    # Raw [0, 255] images: the published backbone starts with its own normalization
+    # (include_preprocessing), so the fine-tuned model takes raw images too.
     train_data = data.make_pipeline(as_loaded(train, spec, class_names, "train"), training=True,
-                                    batch_size=args.batch_size, seed=args.seed)
+                                    batch_size=args.batch_size, seed=args.seed, normalize=False)
     held_out = data.make_pipeline(as_loaded(held_out, spec, class_names, "test"), training=False,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, normalize=False)
     print(f"{entry.name} backbone -> new {len(class_names)}-class head {class_names}")
 
     # What the published model trains: restored in stage 2, so frozen layers stay frozen.

@@ -1,7 +1,7 @@
 """RefConv evidence: fine-tune a pretrained CIFAR-10 model plainly and by refocusing, fold, compare.
 
     python examples/refocus_finetune.py --model resnet20 --weights RUN_DIR_OR_FILE_OR_TAG \\
-        [--model-arg KEY=VALUE ...] [--epochs 10] [--lr 0.01] [--out refocus_resnet20.json]
+        [--model-arg KEY=VALUE ...] [--epochs 10] [--lr 0.01] [--out runs/refocus_resnet20.json]
 
 Evaluates on the CIFAR-10 test set (all 10,000 images unless --test-per-class):
 
@@ -23,13 +23,19 @@ Nesterov 0.9, coupled weight decay, cosine schedule, label smoothing 0.1, the
 paper's pad-4 crop + flip augmentation), epochs, data order and seed; each is
 a resumable run directory under --runs (`keras_lc.training.train`; a
 finished one is reused). The results are printed as a Markdown table and
-written as JSON to --out.
+written as JSON to --out (default runs/refocus_finetune.json, below the
+current folder, the run directories beside it in runs/refocus_finetune_runs).
+TensorFlow's C++ start-up lines are hidden unless --verbose.
 
 --weights: a run directory of `keras-lc train` (the model and its arguments
 then come from its config.json), a `.weights.h5` file, or the name of weights
 published for the model (e.g. `cifar10`); give the builder arguments the
 weights were trained with by --model-arg (e.g. alpha=0.5 low_res=true).
 """
+
+from quiet_start import import_tensorflow_quietly  # examples/quiet_start.py
+
+import_tensorflow_quietly()  # TensorFlow's C++ start-up lines hidden unless --verbose
 
 import argparse
 import json
@@ -43,11 +49,14 @@ import numpy as np
 import keras_lc
 from keras_lc import data, zoo
 from keras_lc.cli import model_arg
-from keras_lc.export import compare_forms, load_run
+from keras_lc.cli.common import add_verbose_flag
+from keras_lc.export import load_run
 from keras_lc.files import write_json_atomic
+from keras_lc.serving import compare_forms
 from keras_lc.training import Recipe, parameter_counts, train
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+DEFAULT_OUT = "runs/refocus_finetune.json"  # below the current folder; runs/ is git-ignored
 
 
 def pretrained_builder(args):
@@ -99,18 +108,20 @@ def main(argv=None):
                         help="builder argument, repeatable (e.g. alpha=0.5 low_res=true)")
     parser.add_argument("--data", default=os.environ.get("KERAS_LC_CIFAR10", str(DEFAULT_DATA)),
                         help="CIFAR-10 image-folder archive or folder (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (default: 10)")
+    parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=Recipe.learning_rate,
                         help="initial learning rate, cosine to 0 (default: %(default)s)")
     parser.add_argument("--weight-decay", type=float, default=Recipe.weight_decay,
                         help="coupled weight decay of the trainable weights (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=Recipe.batch_size)
-    parser.add_argument("--seed", type=int, default=0, help="data order and augmentation seed")
+    parser.add_argument("--batch-size", type=int, default=Recipe.batch_size,
+                        help="training and evaluation batch (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="data order and augmentation seed (default: %(default)s)")
     parser.add_argument("--train-per-class", type=int, help="train on the first N images of each class")
     parser.add_argument("--test-per-class", type=int, help="evaluate on the first N test images of each class")
-    parser.add_argument("--out", default="refocus_finetune.json", help="JSON results (default: %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="JSON results (default: %(default)s)")
     parser.add_argument("--runs", help="folder of the two fine-tuning run directories (default: OUT without "
                                        ".json + '_runs')")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
     args.runs = args.runs or str(Path(args.out).with_suffix("")) + "_runs"
     if not Path(args.data).exists():

@@ -4,6 +4,9 @@ Gavrikov & Keuper, "The Power of Linear Combinations: Learning with Random
 Convolutions" (arXiv 2301.11360).
 """
 
+from keras_lc.startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # `keras-lc` without --verbose: no TensorFlow C++ start-up lines
 from keras_lc import initializers, layers
 from keras_lc import analysis
 from keras_lc.folding import fold

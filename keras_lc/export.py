@@ -9,7 +9,9 @@
   exact (`reexpress_on_seeds`), so a learnable ResNet-LC-20-16x128 ships in
   1.2 MiB instead of 137 MiB: the same function, loading as learnable;
 - `NAME_folded.keras`: the folded inference model (stock Keras layers only;
-  loads with `safe_mode=True` where keras_lc is not installed);
+  loads with `safe_mode=True` where keras_lc is not installed), with the
+  builder call's inputs and outputs: raw images in, probabilities out
+  (`keras_lc.serving`);
 - `saved_model/`: a TensorFlow SavedModel of the folded model, for serving;
 - `MODEL_CARD.md` and `manifest.json` (a `keras_lc.weights.PretrainedWeights`):
   architecture, recipe, data, the accuracy of both forms measured here on the
@@ -31,25 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from keras_lc.data import sha256_of
+from keras_lc.serving import (card_header, compare_forms, sample_sentence, sample_top1, serving_model, top1,
+                              write_folded)
 from keras_lc.training.run_dir import FINAL_WEIGHTS, load_run, read_summary  # noqa: F401 (load_run: public here too)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-
-
-def compare_forms(model, folded, test, batch_size=256):
-    """Top-1 of both forms on a `LoadedDataset` and the folded outputs' worst relative error."""
-    from keras_lc.data import make_pipeline
-
-    correct = np.zeros(2, dtype=np.int64)
-    total, worst = 0, 0.0
-    for images, labels in make_pipeline(test, training=False, batch_size=batch_size):
-        truth = np.argmax(np.asarray(labels), axis=-1)
-        outputs = [np.asarray(m.predict_on_batch(images), dtype=np.float64) for m in (model, folded)]
-        worst = max(worst, float(np.linalg.norm(outputs[1] - outputs[0]) / np.linalg.norm(outputs[0])))
-        correct += [int(np.sum(np.argmax(o, axis=-1) == truth)) for o in outputs]
-        total += len(truth)
-    return {"top1": correct[0] / total, "top1_folded": correct[1] / total,
-            "fold_relative_error": worst, "test_examples": total}
 
 
 def reexpress_on_seeds(config, model, tolerance=1e-6):
@@ -137,18 +125,12 @@ before re-expression: {_percent(trained['top1'])}, after: {_percent(measured['to
 spatial kernels start from their seeded values and the 1x1 combinations are the minimum-norm
 solution, so continued training starts from the same function but other factors.
 """
-    return f"""# {name}
-
-`keras_lc.zoo.load_published({name!r})` or
-`keras_lc.zoo.get_model({entry.model!r}, weights={entry.weights!r}{_variant(entry)})`
-loads these weights (offline: they ship with keras-lc); `{name}_folded.keras` is the same network folded
-into stock Keras layers (loads with `safe_mode=True` without keras-lc).
-
+    return f"""{card_header(entry)}
 ## Accuracy (CIFAR-10 test set, {measured['test_examples']:,} images, measured by `keras-lc export`)
 | | paper (Gavrikov & Keuper, 75 epochs) | this model ({entry.epochs} epochs) |
 |---|---|---|
 | training form | {_percent(entry.paper_top1) if entry.paper_top1 is not None else "not tabulated"} | {_percent(entry.top1)} |
-| folded (one conv per block, BatchNorm folded) | - | {_percent(entry.top1_folded)} |
+| folded (one conv per block, BatchNorm folded; the published `.keras`, fed raw images) | - | {_percent(entry.top1_folded)} |
 
 On the check slice (the first {entry.slice_per_class} test images of each class,
 {measured['slice']['test_examples']:,} images, re-measured by the test suite): training form
@@ -158,6 +140,8 @@ On the check slice (the first {entry.slice_per_class} test images of each class,
 
 Largest relative difference of the folded outputs from the training form's on a batch:
 {measured['fold_relative_error']:.1e}.
+
+{sample_sentence(entry)}
 {reexpression}
 ## Architecture
 Builder `{entry.model}` with `{json.dumps(entry.model_kwargs, sort_keys=True)}`:
@@ -167,7 +151,7 @@ c_out per block, as many values as a plain convolution's kernel).
 
 ## Training
 Dataset `{entry.dataset}` (`{portable_path(config.get('data_dir'))}`), {summary.get('epochs')} epochs,
-{summary.get('steps')} steps, {summary.get('wall_time_s', 0):.0f} s wall time, median
+{summary.get('steps')} steps, {_training_time(summary)}, median
 {summary.get('images_per_s') or 0:.0f} training images/s, on {entry.hardware or "(hardware not recorded)"}
 ({summary.get('strategy')} strategy, {summary.get('replicas')} replica(s)).
 
@@ -186,9 +170,13 @@ Command:
 """
 
 
-def _variant(entry):
-    frozen = entry.model_kwargs.get("frozen_spatial")
-    return "" if frozen is None else f", frozen_spatial={frozen}"
+def _training_time(summary):
+    """The run's training time: all epochs (across resumes) when recorded, else the last process's."""
+    if summary.get("train_seconds_all_epochs"):
+        resumed = summary.get("resumed_from_epoch")
+        return (f"{summary['train_seconds_all_epochs']:.0f} s of training over all epochs"
+                + (f" (resumed at epoch {resumed})" if resumed else ""))
+    return f"{summary.get('wall_time_s', 0):.0f} s wall time"
 
 
 def _builder_kwargs(config):
@@ -203,6 +191,30 @@ def _builder_kwargs(config):
     if parameter is not None:
         kwargs.setdefault("frozen_spatial", parameter.default)
     return kwargs
+
+
+def _default_tag(config, kwargs, arch, zoo_dir, name):
+    """The `weights=` tag of a new export: the dataset, with `_learnable` (`_frozen`) when
+    `frozen_spatial` is not the builder's default; a `ValueError` if another published
+    model of architecture `arch` has it (a tag names one set of weights per builder)."""
+    import inspect
+
+    from keras_lc import zoo
+    from keras_lc.weights import PretrainedWeights
+
+    dataset = config["data"]["dataset"]
+    default = inspect.signature(zoo.get_builder(config["model"]["name"])).parameters.get("frozen_spatial")
+    frozen = kwargs.get("frozen_spatial")
+    tag = dataset if default is None or frozen in (None, default.default) else (
+        f"{dataset}_{'frozen' if frozen else 'learnable'}")
+    for manifest in Path(zoo_dir).glob("*/manifest.json"):
+        other = PretrainedWeights.from_json(manifest)
+        if other.name != name and other.model == arch and other.weights == tag:
+            raise ValueError(
+                f"'{other.name}' in '{zoo_dir}' already publishes weights={tag!r} for '{arch}'; "
+                "pass --weights-tag to choose another tag."
+            )
+    return tag
 
 
 def portable_path(path, flag=None):
@@ -276,9 +288,12 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
     to re-measure quickly. An existing `zoo_dir/name/` is replaced only if it
     was exported from this same run, or with `overwrite=True`.
     """
+    import keras
+
     import keras_lc
     from keras_lc import zoo
     from keras_lc.data import load_dataset
+    from keras_lc.zoo.pretrained import dataset_preprocessing
     from keras_lc.training.run import parameter_counts
     from keras_lc.weights import PretrainedWeights
 
@@ -310,17 +325,21 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
         published.save_weights(staging / weights_file)
         backbone(config, published, published_kwargs).save_weights(staging / notop_file)
         reloaded = zoo.get_model(config["model"]["name"], **kwargs)
-        reloaded.load_weights(staging / weights_file)  # what users get
+        reloaded.load_weights(staging / weights_file)  # the training form, as users get it
         measured = compare_forms(reloaded, folded, test, batch_size)
         if reexpressed:
             measured["trained"] = compare_forms(model, folded, test, batch_size)
         check = load_dataset(dataset, "test", data_dir, per_class=slice_per_class)
         measured["slice"] = compare_forms(reloaded, folded, check, batch_size)
-        folded.save(staging / f"{name}_folded.keras")
-        folded.export(str(staging / "saved_model"), format="tf_saved_model", verbose=False)
+        serving = serving_model(config["model"]["name"], kwargs, staging / weights_file, dataset)
+        write_folded(serving, staging, name)
+        shipped = keras.saving.load_model(staging / f"{name}_folded.keras", safe_mode=True)
+        measured["top1_folded"] = top1(shipped, test, batch_size, normalize=False)
+        measured["slice"]["top1_folded"] = top1(shipped, check, batch_size, normalize=False)
         entry = PretrainedWeights(
             name=name, model=model.name, model_kwargs=kwargs,
-            weights=weights_tag or dataset, dataset=dataset,
+            weights=weights_tag or _default_tag(config, kwargs, model.name, zoo_dir, name),
+            dataset=dataset,
             classes=int(model.output_shape[-1]), file_name=weights_file,
             sha256=sha256_of(staging / weights_file), notop_file_name=notop_file,
             notop_sha256=sha256_of(staging / notop_file), top1=measured["top1"],
@@ -331,7 +350,9 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
             paper_top1=paper_top1, hardware=hardware or summary.get("hardware"),
             builder=config["model"]["name"], slice_top1=measured["slice"]["top1"],
             slice_top1_folded=measured["slice"]["top1_folded"], slice_per_class=slice_per_class,
-            run_sha256=run_sha256,
+            run_sha256=run_sha256, preprocessing=dataset_preprocessing(dataset),
+            class_names=list(test.class_names), sample_top1=sample_top1(serving),
+            sample_top1_folded=sample_top1(shipped),
         )
         (staging / "manifest.json").write_text(entry.to_json())
         files = {f: (staging / f, sha256_of(staging / f) if (staging / f).is_file() else "(folder)")

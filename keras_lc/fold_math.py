@@ -2,8 +2,12 @@
 
 This module sits below the layers (the layers' own `fold()` uses it) and below
 `keras_lc.fold` (whole-model folding), so there is exactly one implementation
-of composing an LC-block and of folding a BatchNormalization.
+of composing an LC-block and of folding a BatchNormalization. It also keeps
+the layers' decompositions of seeded kernels on one BLAS thread
+(`single_threaded_blas`).
 """
+
+import contextlib
 
 import numpy as np
 
@@ -85,3 +89,21 @@ def fold_batchnorm(kernel, bias, scale, shift):
         )
     bias = np.zeros((c_out,)) if bias is None else np.asarray(bias, dtype=np.float64)
     return kernel * scale, bias * scale + shift
+
+
+# ----------------------------------------------------- BLAS threads of LAPACK
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the BLAS and LAPACK calls of the block on one thread (`threadpoolctl`).
+
+    A multi-threaded OpenBLAS sharing the cores with busy threads (TensorFlow's
+    pool, another process) waits at every level-2 call for a thread the OS
+    has not scheduled; LAPACK's `eigh` makes ~2n of them, so on 2 busy cores
+    one (576, 576) `eigh` took 1.3 s instead of 0.04 s on one thread. Small
+    decompositions gain little from threads anyway. The previous limits are
+    restored on exit.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -36,7 +36,7 @@ def fan_in_of(shape):
     return int(np.prod(shape[:-1]))
 
 
-def torch_uniform(shape, seed, stream=STREAM_SPATIAL, fan_in=None):
+def torch_uniform(shape, seed, stream=STREAM_SPATIAL, fan_in=None, layout="keras"):
     """PyTorch's default `Conv2d`/`Linear` initialization as a NumPy array.
 
     Draws U[-a, a] with a = 1/sqrt(fan_in) (what
@@ -53,11 +53,16 @@ def torch_uniform(shape, seed, stream=STREAM_SPATIAL, fan_in=None):
         seed: Non-negative integer.
         stream: Which independent stream of the seed to use.
         fan_in: Overrides the fan-in inferred from `shape`.
+        layout: `"keras"` (default) returns `shape`; `"torch"` returns the
+            values as drawn, `(c_out, c_in, *spatial)` (no transposing copy:
+            `keras_lc.layers.compact_weights` decomposes them in this layout).
 
     Returns:
-        A float64 `np.ndarray` of `shape`.
+        A float64 `np.ndarray` of `shape` (or its PyTorch layout).
     """
     seed = check_seed(seed)
+    if layout not in ("keras", "torch"):
+        raise ValueError(f"`layout` must be 'keras' or 'torch'. Received: layout={layout!r}")
     shape = tuple(int(d) for d in shape)
     if fan_in is None:
         fan_in = fan_in_of(shape)
@@ -67,11 +72,33 @@ def torch_uniform(shape, seed, stream=STREAM_SPATIAL, fan_in=None):
         # Draw in (c_out, c_in, *spatial) order, then move to Keras layout.
         torch_shape = (shape[-1], shape[-2]) + shape[:-2]
         values = rng.uniform(-bound, bound, size=torch_shape)
-        rank = len(shape)
-        # torch axes: 0=c_out, 1=c_in, 2..=spatial  ->  keras: spatial.., c_in, c_out
-        values = np.transpose(values, tuple(range(2, rank)) + (1, 0))
-        return np.ascontiguousarray(values)
+        return values if layout == "torch" else to_keras_layout(values)
     return rng.uniform(-bound, bound, size=shape)
+
+
+#: Output filters copied per block by `to_keras_layout`.
+TRANSPOSE_BLOCK = 64
+
+
+def to_keras_layout(values, dtype=None):
+    """A `(c_out, c_in, *spatial)` array as a C-contiguous `(*spatial, c_in, c_out)` one.
+
+    `dtype`: cast while copying (bit-identical to `.astype(dtype)` afterwards).
+
+    Written out instead of `np.ascontiguousarray(np.transpose(...))` because
+    NumPy's transposing copy walks the source with strides of a whole filter,
+    missing the cache for every element once the kernel outgrows it; copying
+    blocks of `TRANSPOSE_BLOCK` filters keeps both sides in cache and is about
+    three times faster on the (8192, 64, 3, 3) kernels of ResNet-LC-20-16x128.
+    """
+    rank = values.ndim
+    # torch axes: 0=c_out, 1=c_in, 2..=spatial  ->  keras: spatial.., c_in, c_out
+    axes = tuple(range(2, rank)) + (1, 0)
+    out = np.empty(values.shape[2:] + values.shape[1::-1], dtype=dtype or values.dtype)
+    for start in range(0, values.shape[0], TRANSPOSE_BLOCK):
+        block = values[start : start + TRANSPOSE_BLOCK]
+        out[..., start : start + TRANSPOSE_BLOCK] = np.transpose(block, axes)
+    return out
 
 
 @keras.saving.register_keras_serializable(package="keras_lc")
@@ -110,9 +137,10 @@ class TorchUniform(keras.initializers.Initializer):
         self.fan_in = None if fan_in is None else int(fan_in)
 
     def __call__(self, shape, dtype=None):
-        values = torch_uniform(shape, self.seed, self.stream, self.fan_in)
         dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-        return keras.ops.convert_to_tensor(values.astype(dtype))
+        values = torch_uniform(shape, self.seed, self.stream, self.fan_in, layout="torch")
+        values = to_keras_layout(values, dtype) if len(shape) >= 2 else values.astype(dtype)
+        return keras.ops.convert_to_tensor(values)
 
     def get_config(self):
         return {"seed": self.seed, "stream": self.stream, "fan_in": self.fan_in}

@@ -51,9 +51,47 @@ def _advice(path):
     return "fix or remove that file"
 
 
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """What a published model's inputs are: raw images and the normalization its weights expect.
+
+    Attributes:
+        input_size: `(height, width, channels)` of the images the model takes.
+        value_range: `(low, high)` of raw pixel values (`(0, 255)`: uint8 RGB).
+        mean, std: Per-channel statistics, in units of `value_range` scaled
+            to [0, 1] (as `keras_lc.data.DatasetSpec` states them): the model
+            (or `keras_lc.zoo.preprocess_input`) computes
+            `(x / high - mean) / std`.
+    """
+
+    input_size: tuple
+    value_range: tuple
+    mean: tuple
+    std: tuple
+
+    @classmethod
+    def from_dict(cls, data, where):
+        """From a manifest's `preprocessing` object; a `ManifestError` naming `where` if malformed."""
+        fields = [f.name for f in dataclasses.fields(cls)]
+        lengths = {"input_size": 3, "value_range": 2, "mean": None, "std": None}
+        ok = isinstance(data, dict) and sorted(data) == sorted(fields) and all(
+            isinstance(data[k], list) and data[k] and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in data[k])
+            and (lengths[k] is None or len(data[k]) == lengths[k]) for k in fields)
+        if not ok or len(data["mean"]) != len(data["std"]) or min(data["std"]) <= 0:
+            raise ManifestError(
+                f"Manifest '{where}' has a malformed `preprocessing`: expected lists "
+                f"{fields} (input_size of 3, value_range of 2, one positive std per mean). "
+                f"Received: {data!r}; {_advice(where)}."
+            )
+        return cls(**{k: tuple(data[k]) for k in fields})
+
+
 def _type_ok(value, field):
     if value is None and field.default is None:
         return True
+    if field.type is Preprocessing:
+        return isinstance(value, dict)
     if field.type is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if field.type is int:
@@ -100,6 +138,13 @@ class PretrainedWeights:
         run_sha256: sha256 of the run's `final.weights.h5` it was exported
             from: a re-export of the same run may replace it, another run
             needs `--overwrite`.
+        preprocessing: The `Preprocessing` its inputs need (builders include
+            it with `include_preprocessing`), or `None` if not recorded.
+        class_names: The class names in label order (`decode_predictions`),
+            or `None` if not recorded.
+        sample_top1: Top-1 of the builder call on the 100 test images shipped
+            in `keras_lc/sample_data`, fed raw (`keras_lc.serving.sample_top1`).
+        sample_top1_folded: The same for the published folded `.keras`.
     """
 
     name: str
@@ -127,6 +172,10 @@ class PretrainedWeights:
     slice_top1_folded: float = None
     slice_per_class: int = None
     run_sha256: str = None
+    preprocessing: Preprocessing = None
+    class_names: list = None
+    sample_top1: float = None
+    sample_top1_folded: float = None
 
     @classmethod
     def from_json(cls, path):
@@ -162,6 +211,14 @@ class PretrainedWeights:
                 f"Manifest '{path}' has fields of the wrong type: "
                 + ", ".join(f"{k}={data[k]!r} (expected {fields[k].type.__name__})" for k in wrong)
                 + f"; {_advice(path)}."
+            )
+        if data.get("preprocessing") is not None:
+            data["preprocessing"] = Preprocessing.from_dict(data["preprocessing"], path)
+        names = data.get("class_names")
+        if names is not None and (not all(isinstance(n, str) for n in names) or len(names) != data["classes"]):
+            raise ManifestError(
+                f"Manifest '{path}' has `class_names` that are not {data['classes']} strings "
+                f"(its `classes`). Received: {names!r}; {_advice(path)}."
             )
         return cls(**data)
 
@@ -239,12 +296,33 @@ def published_weights(requested=None):
     return registry
 
 
-def _packaged_file(entry, file_name):
+def packaged_file(entry, file_name):
+    """The local copy of `entry`'s file `file_name` (shipped, checkout or `$KERAS_LC_ZOO`), or `None`."""
     for root in _manifest_dirs():
         candidate = root / entry.name / file_name
         if candidate.is_file():
             return candidate
     return None
+
+
+def location(entry, include_top=True):
+    """`(where its file comes from, its size in bytes or None)` for a published `entry`.
+
+    A file shipped with the package (or the checkout's `zoo/`, or
+    `$KERAS_LC_ZOO`) is named by its folder; otherwise the URL it would be
+    downloaded from (or that none is set).
+    """
+    file_name = entry.file(include_top)[0]
+    packaged = packaged_file(entry, file_name)
+    if packaged is not None:
+        extra = os.environ.get("KERAS_LC_ZOO")
+        where = ("KERAS_LC_ZOO" if extra and packaged.resolve().is_relative_to(Path(extra).resolve())
+                 else "shipped with keras-lc")
+        return f"{where} ({packaged.parent.name}/)", packaged.stat().st_size
+    try:
+        return f"downloaded from {entry.download_url(file_name)}", None
+    except ValueError:
+        return "not shipped here and no download location set (KERAS_LC_WEIGHTS_URL)", None
 
 
 def fetch(entry, cache_dir=None, base_url=None, include_top=True):
@@ -257,7 +335,7 @@ def fetch(entry, cache_dir=None, base_url=None, include_top=True):
     download never sits in the cache under the final name.
     """
     file_name, sha256 = entry.file(include_top)
-    packaged = _packaged_file(entry, file_name)
+    packaged = packaged_file(entry, file_name)
     if packaged is not None:
         actual = sha256_of(packaged)
         if actual != sha256:

@@ -3,8 +3,9 @@
 import os
 from pathlib import Path
 
-# One BLAS thread: on 2 cores a multi-threaded OpenBLAS contends with TensorFlow's
-# own thread pool and the seeded kernels' SVDs run ~10x slower (set before NumPy loads).
+# One BLAS thread for the NumPy references: on 2 cores a multi-threaded OpenBLAS contends
+# with TensorFlow's own thread pool (the library keeps its own decompositions on one thread
+# itself, `keras_lc.fold_math.single_threaded_blas`). Set before NumPy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402

@@ -75,3 +75,9 @@ def gradients(layer, x, upstream, training=False):
     else:  # pragma: no cover - the suite runs on tensorflow and jax
         raise NotImplementedError(backend)
     return {v.name: np.asarray(g, dtype=np.float64) for v, g in zip(variables, grads)}
+
+
+def raw_from_normalized(images, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)):
+    """The float32 [0, 255] images that `keras_lc.data.normalize` (CIFAR-10 constants) maps to `images`."""
+    x = np.asarray(images, np.float64) * np.asarray(std) + np.asarray(mean)
+    return (x * 255.0).astype(np.float32)

@@ -70,6 +70,7 @@ def test_the_same_archive_is_unpacked_once_and_hashed_once(tmp_path, cache, coun
     archive = _make_archive(tmp_path / "ds.tar.gz", {"ds/train/x/0.txt": b"data"})
     first = extract_archive(archive)
     assert count_opens == {"open": 1, "sha256": 1}
+    caplog.clear()  # the first call logs too if an earlier test left the logger at INFO
     with caplog.at_level(logging.INFO, logger="keras_lc.archives"):
         again = extract_archive(archive)
     assert again == first and count_opens == {"open": 1, "sha256": 1}  # index hit: no re-hash

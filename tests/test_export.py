@@ -10,7 +10,7 @@ from keras_lc import cli, zoo
 from keras_lc.data import sha256_of
 from keras_lc.export import load_run
 from keras_lc.weights import PretrainedWeights
-from tests.reference import rel_error
+from tests.reference import raw_from_normalized, rel_error
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +66,13 @@ def test_published_forms_agree_with_the_run(published, run_dir, cifar_test_image
     import tensorflow as tf
 
     x, _ = cifar_test_images
+    raw = raw_from_normalized(x[:32])
     _, model = load_run(run_dir)
-    expected = model.predict_on_batch(x[:32])
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(model.predict_on_batch(x[:32])))
     folded = keras.saving.load_model(published / "tiny_lc" / "tiny_lc_folded.keras", safe_mode=True)
-    assert rel_error(folded.predict_on_batch(x[:32]), expected) <= 1e-5
+    assert rel_error(folded.predict_on_batch(raw), expected) <= 1e-5  # raw in, probabilities out
     served = tf.saved_model.load(str(published / "tiny_lc" / "saved_model"))
-    assert rel_error(served.serve(tf.constant(x[:32])), expected) <= 1e-5
+    assert rel_error(served.serve(tf.constant(raw)), expected) <= 1e-5
 
 
 def test_builder_loads_the_published_weights_by_name(published, run_dir, cifar_test_images, monkeypatch):
@@ -79,8 +80,12 @@ def test_builder_loads_the_published_weights_by_name(published, run_dir, cifar_t
     monkeypatch.setenv("KERAS_LC_ZOO", str(published))
     _, model = load_run(run_dir)
     # the default (composed) form loads the basis-form file: A -> C
-    loaded = zoo.resnet_lc20(expansion=4, weights="cifar10", classifier_activation=None, seed=0)
+    loaded = zoo.resnet_lc20(expansion=4, weights="cifar10", classifier_activation=None, seed=0,
+                             include_preprocessing=False)
     assert rel_error(loaded.predict_on_batch(x[:32]), model.predict_on_batch(x[:32])) <= 1e-5
+    raw_in = zoo.resnet_lc20(expansion=4, weights="cifar10", classifier_activation=None, seed=0)
+    assert raw_in.get_layer("preprocessing").__class__ is keras.layers.Normalization
+    assert rel_error(raw_in.predict_on_batch(raw_from_normalized(x[:32])), model.predict_on_batch(x[:32])) <= 1e-5
     with pytest.raises(ValueError, match=r"`classes` should be 10"):
         zoo.resnet_lc20(expansion=4, weights="cifar10", classes=5)
 
@@ -91,7 +96,7 @@ def test_include_top_false_gives_the_trained_backbone(published, run_dir, cifar_
     _, model = load_run(run_dir)
     features = keras.Model(model.inputs, model.get_layer("avg_pool").input)
     extractor = zoo.resnet_lc20(expansion=4, weights="cifar10", include_top=False, seed=0,
-                                input_shape=(32, 32, 3))
+                                input_shape=(32, 32, 3), include_preprocessing=False)
     assert extractor.output_shape == (None, 8, 8, 64)
     assert rel_error(extractor.predict_on_batch(x[:16]), features.predict_on_batch(x[:16])) <= 1e-5
 

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_lc import LCConv2D, TorchUniform, fold, zoo
+from keras_lc import LCConv2D, TorchUniform, fold, weights, zoo
 from keras_lc.data import normalize
 from keras_lc.folding import keras_lc_references, stock_initializer
 from keras_lc.samples import cifar10_test_sample
@@ -184,17 +184,23 @@ def test_representative_folded_models_load_without_keras_lc(tmp_path, sample_ima
         assert rel_error(output, reference) <= 1e-5, name
 
 
-def test_published_folded_models_load_without_keras_lc(tmp_path, sample_images):
-    assert len(PUBLISHED_FOLDED) == 4
+def test_published_folded_models_load_without_keras_lc(tmp_path):
+    """The published folded files take the shipped uint8 images as they are and give the card's
+    sample accuracy and the builder call's probabilities, where keras_lc cannot be imported."""
+    sample = cifar10_test_sample()
+    assert len(PUBLISHED_FOLDED) == 4 and sample.images.dtype == np.uint8
     for path in PUBLISHED_FOLDED:
         assert keras_lc_references(path) == [], path
         with zipfile.ZipFile(path) as archive:
             assert "keras_lc" not in archive.read("config.json").decode()
-    outputs = _outputs_without_keras_lc([(p, sample_images) for p in PUBLISHED_FOLDED], tmp_path)
+    outputs = _outputs_without_keras_lc([(p, sample.images) for p in PUBLISHED_FOLDED], tmp_path)
+    published = weights.published_weights()
     for path, output in zip(PUBLISHED_FOLDED, outputs):
-        trained = zoo.load_published(path.parent.name)  # the training form, as published
-        expected = np.asarray(trained.predict(sample_images, verbose=0))
+        entry = published[path.parent.name]
         assert output.shape == (100, 10)
+        assert np.allclose(output.sum(axis=1), 1, atol=1e-5)  # probabilities
+        assert np.mean(output.argmax(axis=1) == sample.labels) == pytest.approx(entry.sample_top1_folded)
+        expected = np.asarray(zoo.load_published(entry.name).predict(sample.images, verbose=0))
         assert rel_error(output, expected) <= 1e-5, path.name
         per_image = np.linalg.norm(output - expected, axis=1) / np.linalg.norm(expected, axis=1)
         assert per_image.max() <= 1e-5, path.name

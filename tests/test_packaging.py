@@ -56,14 +56,14 @@ assert keras_lc.__file__.startswith({str(site)!r}), keras_lc.__file__
 entry = keras_lc.weights.published_weights()[{name!r}]
 model = zoo.load_published({name!r})
 sample = samples.cifar10_test_sample()
-x = data.normalize(sample.images)
-logits = model.predict_on_batch(x)
-print("ACCURACY", float(np.mean(np.argmax(logits, -1) == sample.labels)))
+probabilities = model.predict_on_batch(sample.images)  # raw uint8 in: the model normalizes
+assert np.allclose(np.sum(probabilities, -1), 1, atol=1e-5)
+print("ACCURACY", float(np.mean(np.argmax(probabilities, -1) == sample.labels)), entry.sample_top1)
 """
     env = {"KERAS_LC_CACHE": str(tmp_path / "cache"), "KERAS_LC_WEIGHTS_URL": "http://127.0.0.1:9/none",
            "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    accuracy = float(result.stdout.split("ACCURACY")[-1])
-    assert accuracy > 0.5  # the shipped weights, not a random model (chance: 0.1)
+    accuracy, card = map(float, result.stdout.split("ACCURACY")[-1].split())
+    assert accuracy == card and accuracy > 0.5  # the shipped weights, not a random model (chance: 0.1)

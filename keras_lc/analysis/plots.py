@@ -1,19 +1,29 @@
-"""PNG figures of the analysis (matplotlib, Agg, no pyplot state). Every file is written atomically."""
+"""PNG figures of the analysis (matplotlib, Agg, no pyplot state). Every file is written atomically.
+
+matplotlib is imported by the functions that plot, not by this module, so
+`import keras_lc` (which imports `keras_lc.analysis`) does not load it.
+"""
 
 import math
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from keras_lc.files import atomic_write
 
 DPI = 120
 
 
+def new_figure(**kwargs):
+    """A `matplotlib.figure.Figure(**kwargs)`, matplotlib imported on first use."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def save_figure(figure, path):
     """Write a matplotlib `Figure` to `path` as a PNG, atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
 
@@ -47,7 +57,7 @@ def plot_filter_grid(kernel, path, title=None, max_filters=64):
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 4:
         raise ValueError(f"`kernel` must be 4-D (kh, kw, c_in, c_out). Received shape {kernel.shape}.")
-    figure = Figure(figsize=(6, 6.4))
+    figure = new_figure(figsize=(6, 6.4))
     axes = figure.add_subplot()
     c_in, c_out = kernel.shape[2:]
     if c_in == 3:
@@ -64,6 +74,8 @@ def plot_filter_grid(kernel, path, title=None, max_filters=64):
         )
         scale = np.abs(tiles).reshape(len(tiles), -1).max(axis=1)
         tiles = tiles / np.where(scale > 0, scale, 1.0)[:, None, None]
+        import matplotlib
+
         cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
         axes.imshow(_mosaic(tiles, columns, np.nan), cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
         axes.set_xlabel(f"input channel (first {columns} of {c_in})")
@@ -81,7 +93,7 @@ def plot_variance_heatmaps(heatmaps, path, title="Spatial variance of the filter
     names = list(heatmaps)
     columns = min(4, len(names))
     rows = math.ceil(len(names) / columns)
-    figure = Figure(figsize=(3.2 * columns, 3.0 * rows + 0.5))
+    figure = new_figure(figsize=(3.2 * columns, 3.0 * rows + 0.5))
     for index, name in enumerate(names):
         axes = figure.add_subplot(rows, columns, index + 1)
         image = axes.imshow(np.asarray(heatmaps[name]), cmap="viridis", interpolation="nearest")
@@ -105,7 +117,7 @@ def plot_fve_per_layer(stats, path, title="Filter variance entropy per layer"):
         np.nan if stats[name].normalized_entropy is None else stats[name].normalized_entropy
         for name in names
     ]
-    figure = Figure(figsize=(max(6.0, 0.35 * len(names) + 2), 4.2))
+    figure = new_figure(figsize=(max(6.0, 0.35 * len(names) + 2), 4.2))
     axes = figure.add_subplot()
     axes.bar(x - 0.2, raw, width=0.4, label="H (log10)")
     if not np.all(np.isnan(normalized)):
@@ -134,7 +146,7 @@ def plot_fve_vs_expansion(series, path, baselines=None, ylabel="filter variance 
     """
     if not series and not baselines:
         raise ValueError("`series` and `baselines` are both empty: nothing to plot.")
-    figure = Figure(figsize=(6, 4.2))
+    figure = new_figure(figsize=(6, 4.2))
     axes = figure.add_subplot()
     ticks = set()
     for label, points in (series or {}).items():

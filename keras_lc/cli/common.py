@@ -2,21 +2,21 @@
 
 `UsageError` (a user mistake: one line, exit status 2), `Parser` (argparse
 with one-line errors), the argparse value types `positive_int`,
-`randaugment` and `model_arg`, `quiet_native_stderr` /
-`init_devices_quietly` (TensorFlow's C++ log lines silenced),
+`randaugment` and `model_arg`, `add_verbose_flag` (the one `--verbose`),
+`init_devices_quietly` (TensorFlow's C++ device lines silenced unless
+`--verbose`; its start-up lines: `keras_lc.startup`),
 `load_split` (a dataset split, its user mistakes as `UsageError`),
 `say_cache_use` (the dataset cache's unpack/reuse lines on stdout) and
 `one_line` (an error as one line).
 """
 
 import argparse
-import contextlib
 import json
-import os
 import re
 import sys
 
 from keras_lc.files import one_line  # noqa: F401 (the package's one spelling; public here for the commands)
+from keras_lc.startup import native_stderr_silenced
 
 PROG = "keras-lc"
 
@@ -32,36 +32,30 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence the C++ lines TensorFlow writes straight to fd 2 (not via Python).
+VERBOSE_HELP = ("show TensorFlow's native log lines (oneDNN, CUDA, absl start-up and device "
+                "messages), hidden by default")
 
-    Python exceptions still propagate; `KERAS_LC_DEBUG=1` keeps everything.
+
+def add_verbose_flag(parser, default=False):
+    """Add `--verbose` to `parser`; returns `parser`.
+
+    The one definition of the flag: `build_parser` adds it to the main parser
+    (`default=False`) and to every subcommand (`default=argparse.SUPPRESS`, so
+    `keras-lc --verbose list` and `keras-lc list --verbose` both set it and an
+    absent flag never overrides the main parser's value).
     """
-    if os.environ.get("KERAS_LC_DEBUG"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+    parser.add_argument("--verbose", action="store_true", default=default, help=VERBOSE_HELP)
+    return parser
 
 
-def init_devices_quietly():
-    """Import TensorFlow and probe its devices without its C++ log lines.
+def init_devices_quietly(verbose=False):
+    """Probe TensorFlow's devices without its C++ log lines (unless `verbose`).
 
-    (Importing `keras_lc` already imports TensorFlow; its start-up lines are
-    printed before this module runs. The device probe, e.g. CUDA's "failed
-    call to cuInit" on GPU-less machines, is silenced here.)
+    The probe is where CUDA says e.g. "failed call to cuInit" on GPU-less
+    machines. TensorFlow's import-time lines are hidden by `keras_lc.startup`
+    when `keras_lc` is imported by `keras-lc`.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with quiet_native_stderr():
+    with native_stderr_silenced(verbose):
         import tensorflow as tf
 
         tf.config.list_physical_devices()

@@ -1,4 +1,10 @@
-"""`keras-lc evaluate`: a run's final weights, top-1/top-5 and loss on the test split."""
+"""`keras-lc evaluate`: top-1/top-5 and loss on the test split, of a run or a published model.
+
+`RUN_DIR` (written by `keras-lc train`) evaluates its final weights as the
+run does. A published model's name (`keras-lc list --pretrained`) evaluates
+both forms users get: the builder call (raw images in, probabilities out)
+and the published folded `.keras`. Figures are printed rounded to 4 digits.
+"""
 
 import json
 import os
@@ -12,14 +18,18 @@ def add_parser(subparsers):
     """Add the `evaluate` subcommand to an argparse `subparsers` object; returns its parser."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate a run's final weights (top-1/top-5 on the test split)",
-        description="Rebuild the model of a run directory from its config.json, load its "
-        "final weights, and report top-1/top-5 accuracy and loss on the test split.",
+        help="evaluate a run's final weights or a published model (top-1/top-5 on the test split)",
+        description="Evaluate a run directory's final weights (its model rebuilt from config.json) "
+        "or a published model (by name: its builder call and its folded .keras) and report "
+        "top-1/top-5 accuracy and loss on the test split.",
     )
-    parser.add_argument("run", metavar="RUN_DIR", help="run directory written by 'keras-lc train'")
+    parser.add_argument("run", metavar="RUN_DIR_OR_NAME",
+                        help="run directory written by 'keras-lc train', or a published model's "
+                             "name (see 'keras-lc list --pretrained')")
     parser.add_argument("--weights", metavar="FILE",
-                        help="weights file to evaluate instead of RUN_DIR/final.weights.h5")
-    parser.add_argument("--data-dir", metavar="PATH", help="data location (default: the run's)")
+                        help="run directories: weights file to evaluate instead of final.weights.h5")
+    parser.add_argument("--data-dir", metavar="PATH",
+                        help="data location (default: the run's; required for a published model)")
     parser.add_argument("--download", action="store_true",
                         help="let tensorflow-datasets download a missing dataset")
     parser.add_argument("--test-per-class", type=positive_int, metavar="N",
@@ -29,10 +39,25 @@ def add_parser(subparsers):
     return parser
 
 
-def run(args):
-    """Run `keras-lc evaluate` from parsed arguments; returns the exit status."""
+def rounded(metrics):
+    """`metrics` with every float rounded to 4 digits (what the commands print)."""
+    return {k: round(float(v), 4) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def _metrics():
     import keras
 
+    return [keras.metrics.CategoricalAccuracy(name="top1"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")]
+
+
+def _evaluate(model, pipeline, loss):
+    model.compile(loss=loss, metrics=_metrics())
+    metrics = model.evaluate(pipeline, return_dict=True, verbose=0)
+    return {"top1": metrics["top1"], "top5": metrics["top5"], "test_loss": metrics["loss"]}
+
+
+def _run_dir(args):
     from keras_lc.data import make_pipeline
     from keras_lc.export import load_run
     from keras_lc.training import Recipe
@@ -47,14 +72,52 @@ def run(args):
     per_class = args.test_per_class or config.get("test_per_class")
     test = load_split(config["data"]["dataset"], "test", args, per_class)
     recipe = Recipe.from_dict(config["recipe"])
-    model.compile(
-        loss=recipe.make_loss(from_logits=outputs_logits(model)),  # the run's, as in its summary
-        metrics=[keras.metrics.CategoricalAccuracy(name="top1"),
-                 keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")],
-    )
-    metrics = model.evaluate(make_pipeline(test, training=False, batch_size=args.batch_size),
-                             return_dict=True)
-    print(json.dumps({"top1": float(metrics["top1"]), "top5": float(metrics["top5"]),
-                      "test_loss": float(metrics["loss"]), "test_examples": test.num_examples,
-                      "weights": weights}))
+    loss = recipe.make_loss(from_logits=outputs_logits(model))  # the run's, as in its summary
+    metrics = _evaluate(model, make_pipeline(test, training=False, batch_size=args.batch_size), loss)
+    return dict(metrics, test_examples=test.num_examples, weights=weights)
+
+
+def _published(args, entry):
+    import keras
+
+    from keras_lc import zoo
+    from keras_lc.data import make_pipeline
+
+    if args.weights:
+        raise UsageError(f"--weights applies to run directories; {args.run!r} is a published model")
+    if not args.data_dir and not args.download:
+        raise UsageError(f"evaluating the published model {args.run!r} needs --data-dir (its test "
+                         f"split of {entry.dataset}) or --download")
+    test = load_split(entry.dataset, "test", args, args.test_per_class)
+    loss = keras.losses.CategoricalCrossentropy()
+    raw = make_pipeline(test, training=False, batch_size=args.batch_size, normalize=False)
+    result = {"model": entry.name, "test_examples": test.num_examples}
+    result.update(_evaluate(zoo.load_published(entry.name), raw, loss))
+    folded_file = _folded_file(entry)
+    if folded_file is not None:
+        folded = keras.saving.load_model(folded_file, safe_mode=True)
+        result.update({f"folded_{k}": v for k, v in _evaluate(folded, raw, loss).items()})
+    return result
+
+
+def _folded_file(entry):
+    from keras_lc.weights import packaged_file
+
+    return packaged_file(entry, f"{entry.name}_folded.keras")
+
+
+def run(args):
+    """Run `keras-lc evaluate` from parsed arguments; returns the exit status."""
+    from keras_lc.weights import published_weights
+
+    if os.path.isdir(args.run):
+        result = _run_dir(args)
+    else:
+        published = published_weights(requested=args.run)
+        if args.run not in published:
+            raise UsageError(
+                f"{args.run!r} is neither a run directory nor a published model; published models: "
+                f"{sorted(published)} (see 'keras-lc list --pretrained')")
+        result = _published(args, published[args.run])
+    print(json.dumps(rounded(result)))
     return 0

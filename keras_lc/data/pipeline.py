@@ -81,6 +81,7 @@ def make_pipeline(
     cutmix_alpha=0.0,
     crop_fraction=0.875,
     epochs=None,
+    normalize=True,
 ):
     """Batched, augmented, normalized `tf.data` pipeline over a `LoadedDataset`.
 
@@ -115,6 +116,9 @@ def make_pipeline(
             does a run under a distribution strategy (for which Keras reads
             one batch before training, which would advance a reshuffling
             dataset). `None`: one epoch, reshuffled at every iteration.
+        normalize: Standardize with the dataset's mean/std (`True`, what
+            training feeds), or yield float32 raw pixel values in [0, 255]
+            (for models built with `include_preprocessing`).
 
     Resume-exactness: the CIFAR crop offsets and flips and the ImageNet
     crops and flips are stateless, each a function of `augmentation_seed(seed,
@@ -182,7 +186,7 @@ def make_pipeline(
             images = tf.image.grayscale_to_rgb(images)
         if resize and not cifar_augment:
             images = tf.image.resize(images, (size, size))
-        return (images - mean) / std, tf.one_hot(labels, classes)
+        return ((images - mean) / std if normalize else images), tf.one_hot(labels, classes)
 
     def keyed(epoch_seed, epoch):
         """(index, (image, label)) -> (image, label, the example's augmentation seed)."""

@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_lc import fold_math
-from keras_lc.initializers import STREAM_BIAS, STREAM_COMBINATION, STREAM_SPATIAL, TorchUniform
+from keras_lc.initializers import STREAM_BIAS, STREAM_COMBINATION, TorchUniform
 from keras_lc.layers.base import FoldableConv2D
 from keras_lc.layers.compact_weights import CompactWeights
 from keras_lc.validation import check_bool, check_choice, check_seed, frozen_spatial_alias, positive_int
@@ -41,13 +41,16 @@ class LCConv2D(CompactWeights, FoldableConv2D):
       gradients as two_stage.
     - `"basis"`: frozen spatial kernels only. With W_spatial reshaped to
       (k*k*c_in, m) and its thin SVD U S V^T, r = min(k*k*c_in, m), the layer
-      keeps P = U S (non-trainable, regenerated from `seed`, never saved) and
-      trains A = V^T C (r x filters). Under SGD (plain, momentum or Nesterov,
-      coupled or decoupled weight decay) training A produces exactly the same
-      sequence of kernels W = P A as training C, at a cost and weights-file size
-      that do not grow with `expansion`. **With adaptive optimizers (Adam,
-      RMSprop, ...) the training path differs** from the other forms, because
-      their per-coordinate scaling is not invariant under the change of basis.
+      keeps P = U S (non-trainable, regenerated from `seed`, never saved;
+      computed from the small Gram matrix and cached per seed and shape, see
+      `keras_lc.layers.compact_weights`) and trains A = V^T C (r x filters);
+      inference reuses the P A computed on load while A is unchanged. Under
+      SGD (plain, momentum or Nesterov, coupled or decoupled weight decay)
+      training A produces exactly the same sequence of kernels W = P A as
+      training C, at a cost and weights-file size that do not grow with
+      `expansion`. **With adaptive optimizers (Adam, RMSprop, ...) the
+      training path differs** from the other forms, because their
+      per-coordinate scaling is not invariant under the change of basis.
     - `"auto"`: `"two_stage"` when `intermediate` is set, otherwise
       `"composed"` unless composing the kernel costs more multiply-adds than
       it saves on a single image (only for tiny inputs).
@@ -133,6 +136,7 @@ class LCConv2D(CompactWeights, FoldableConv2D):
             if intermediate in ("bn", "bn_relu")
             else None
         )
+        self._inference_kernel = None  # (P A, A) of the basis form, see `_basis_kernel`
 
     # ------------------------------------------------------------------ build
     @property
@@ -175,11 +179,15 @@ class LCConv2D(CompactWeights, FoldableConv2D):
                 shape=coefficients.shape,
                 initializer=keras.initializers.Constant(coefficients),
             )
+            # Reuse a composed kernel in inference where composing costs as much
+            # as convolving one image or more: r >= output pixels (`_basis_kernel`).
+            reach = self.spatial_output_shape(input_shape)
+            self._reuse_inference_kernel = None in reach or basis.shape[1] >= reach[0] * reach[1]
         else:
             self.spatial_kernel = self.add_weight(
                 name="spatial_kernel",
                 shape=(k_h, k_w, channels, m),
-                initializer=TorchUniform(self.seed, STREAM_SPATIAL),
+                initializer=self.seed_kernel_initializer(),
                 trainable=not self.frozen_spatial,
             )
             self.combination = self.add_weight(
@@ -211,17 +219,51 @@ class LCConv2D(CompactWeights, FoldableConv2D):
             dilation_rate=self.dilation_rate,
         )
 
-    def _composed_kernel(self):
+    def _composed_kernel(self, training=None):
         k_h, k_w = self.kernel_size
         channels = self._channels()
         if self._resolved_implementation == "basis":
-            flat = ops.matmul(self.basis, self.basis_coefficients)
+            flat = self._basis_kernel(training)
         else:
             flat = ops.matmul(
                 ops.reshape(self.spatial_kernel, (k_h * k_w * channels, self.spatial_filters)),
                 self.combination,
             )
         return ops.reshape(flat, (k_h, k_w, channels, self.filters))
+
+    def _basis_kernel(self, training):
+        """P A; in inference, the P A computed on load while A is unchanged since.
+
+        Composing P A costs k*k*c_in * r * filters multiply-adds, as much as
+        convolving one image or more when r >= the output pixels (small
+        feature maps; most layers of E=128 models), so there, with
+        `training=False` (what `predict` passes), the layer reuses the P A
+        `_refresh_inference_kernel` computed on load. It compares A with the A
+        that P A was computed from and computes it again if they differ (after
+        training or an `assign`; P is the seed's, never assigned), so outputs
+        are those of P A; the gradient is P^T dL/dW on both branches (a custom
+        gradient, as the reused branch has none): fine-tuning with
+        `training=False` is exact.
+        """
+        if training is not False or self._inference_kernel is None:
+            return ops.matmul(self.basis, self.basis_coefficients)
+        cached, composed_from = self._inference_kernel
+        # Tensors, not variables: tf.custom_gradient refuses variables read inside.
+        basis = ops.copy(self.basis)
+
+        @ops.custom_gradient
+        def compose(coefficients):
+            unchanged = ops.all(ops.equal(coefficients, composed_from))
+            flat = ops.cond(unchanged, lambda: ops.convert_to_tensor(cached),
+                            lambda: ops.matmul(basis, coefficients))
+
+            def grad(*args, upstream=None):
+                upstream = args[0] if upstream is None else upstream
+                return ops.matmul(ops.transpose(basis), upstream)
+
+            return flat, grad
+
+        return compose(ops.copy(self.basis_coefficients))
 
     def call(self, inputs, training=None):
         if self._resolved_implementation == "two_stage":
@@ -232,7 +274,7 @@ class LCConv2D(CompactWeights, FoldableConv2D):
                 hidden = ops.relu(hidden)
             outputs = ops.matmul(hidden, self.combination)
         else:
-            outputs = self._conv(inputs, self._composed_kernel())
+            outputs = self._conv(inputs, self._composed_kernel(training))
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)
         return outputs
@@ -301,10 +343,9 @@ class LCConv2D(CompactWeights, FoldableConv2D):
         layer = LCConv2D.from_config(config)
         channels = self._channels()
         layer.build((None, None, None, channels))
-        _, v = self._frozen_svd(channels)
-        layer.combination.assign(
-            (v @ fold_math.to_numpy64(self.basis_coefficients)).astype(self.variable_dtype)
-        )
+        coefficients = fold_math.to_numpy64(self.basis_coefficients)
+        combination = self._combination(channels, coefficients, self.seed_matrix(channels))
+        layer.combination.assign(combination.astype(self.variable_dtype))
         if self.use_bias:
             layer.bias.assign(self.bias)
         return layer

@@ -102,9 +102,20 @@ class SharedLCConv2D(LCConv2D):
         bank = spatial_bank(self.bank_seed, self.bank_shape)
         return bank[:, :, :channels, : self.spatial_filters] / np.sqrt(channels * k_h * k_w)
 
-    def seed_kernel(self):
-        """The frozen spatial kernel the bank defines (the save/load hook of `CompactWeights`)."""
+    def seed_kernel(self, seed_matrix=None):
+        """The frozen spatial kernel the bank defines (the save/load hook of `CompactWeights`).
+
+        `seed_matrix` is ignored: the kernel is the bank's, not the seed's.
+        """
         return self.bank_slice(self.spatial_kernel.shape[2]).astype(self.variable_dtype)
+
+    def seed_kernel_initializer(self):
+        """The bank slice as the spatial kernel's initializer (the seed's kernel is never drawn)."""
+
+        def initializer(shape, dtype=None):
+            return self.bank_slice(shape[2]).astype(keras.backend.standardize_dtype(dtype))
+
+        return initializer
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -117,7 +128,6 @@ class SharedLCConv2D(LCConv2D):
                 f"filters. Received: input_shape={input_shape}; build the bank larger."
             )
         super().build(input_shape)
-        self.spatial_kernel.assign(self.seed_kernel())
 
     def save_own_variables(self, store):
         """`LCConv2D`'s entries (the bank slice is not stored) and the bank seed."""

@@ -123,6 +123,12 @@ class EpochLog(keras.callbacks.Callback):
     Training time excludes validation; `images_per_s` is `num_examples /
     train_seconds` of the epoch.
 
+    The epoch's line is printed once every callback has ended the epoch: at
+    the next epoch's start, or when training ends. Keras runs its progress
+    bar after the callbacks given to `fit`, and the bar ends its line (with
+    the validation metrics) only in its own `on_epoch_end`: a line printed
+    from this `on_epoch_end` would be glued to the unfinished bar.
+
     Args:
         csv_path, png_path: Output files (`None` skips one).
         num_examples: Training images per epoch.
@@ -137,16 +143,19 @@ class EpochLog(keras.callbacks.Callback):
         self.print_fn = print_fn
         self.rows = {}
         self.first_epoch = None
+        self._line = None  # the last epoch's line, printed by `_print_line`
 
     def on_train_begin(self, logs=None):
         self.rows = {}
         self.first_epoch = None
+        self._line = None
         if self.csv_path and os.path.exists(self.csv_path):
             with open(self.csv_path, newline="", encoding="utf-8") as f:
                 for row in csv.DictReader(f):
                     self.rows[int(row["epoch"]) - 1] = row  # the CSV counts epochs from 1
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._print_line()
         if self.first_epoch is None:
             self.first_epoch = epoch
             self.rows = {e: r for e, r in self.rows.items() if e < epoch}
@@ -176,10 +185,18 @@ class EpochLog(keras.callbacks.Callback):
             self._write_png()
         if self.print_fn:
             metrics = ", ".join(f"{k}={row[k]:.4f}" for k in sorted(logs or {}) if k in row)
-            self.print_fn(
+            self._line = (
                 f"[keras-lc] epoch {epoch + 1}/{self.total_epochs} done ({seconds:.1f} s train, "
                 f"{row['images_per_s']:.0f} images/s): {metrics}"
             )
+
+    def on_train_end(self, logs=None):
+        self._print_line()
+
+    def _print_line(self):
+        if self._line is not None:
+            line, self._line = self._line, None
+            self.print_fn(line)
 
     def _write_csv(self):
         rows = [self.rows[e] for e in sorted(self.rows)]

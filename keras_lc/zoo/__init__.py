@@ -1,7 +1,9 @@
 """The model zoo: the architectures the paper studies, as keras.applications-style builders.
 
 `list_models(pattern)` names them, `get_model(name, **kwargs)` builds one,
-`load_published(name)` builds a published model with its weights.
+`load_published(name)` builds a published model with its weights and
+`list_models(pretrained=True)` names those; `preprocess_input` and
+`decode_predictions` are keras.applications' for their inputs and outputs.
 Every builder takes keras.applications' arguments plus `frozen_spatial` and
 `seed` (LC builders also `expansion`, `kernel_size`, `implementation`).
 
@@ -11,7 +13,7 @@ conv/BN factory), and one module per family.
 """
 
 from keras_lc.zoo.mobilenet_v2 import mobilenet_v2
-from keras_lc.zoo.pretrained import load_published
+from keras_lc.zoo.pretrained import decode_predictions, load_published, preprocess_input
 from keras_lc.zoo.registry import (
     Preset,
     get_builder,
@@ -41,11 +43,13 @@ from keras_lc.zoo.wide_resnet import wide_resnet, wide_resnet28_10, wide_resnet5
 
 __all__ = [
     "Preset",
+    "decode_predictions",
     "get_builder",
     "get_model",
     "load_published",
     "list_models",
     "mobilenet_v2",
+    "preprocess_input",
     "register_model",
     "register_preset",
     "register_presets",

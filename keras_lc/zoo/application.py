@@ -6,8 +6,17 @@
   in `APPLICATION_ARGUMENTS`), in its signature and as one `application`
   dict for `Application`.
 - `Application`: validates those arguments with keras.applications' error
-  messages, makes the input, and finishes the model with the one classifier
-  head and the one weights-loading hook (`keras_lc.zoo.pretrained`).
+  messages, makes the input and its preprocessing, and finishes the model
+  with the one classifier head and the one weights-loading hook
+  (`keras_lc.zoo.pretrained`).
+
+`include_preprocessing` (keras.applications' ConvNeXt/EfficientNetV2
+argument): `None` (the default) starts the model with the normalization of
+its weights when `weights` names published weights, so it takes raw RGB in
+[0, 255], and with none otherwise (random weights: the inputs are whatever
+you train on); `True` asks for the published weights' normalization (an
+error without them); a dataset name (e.g. `"cifar10"`) asks for that
+dataset's; `False` for none (normalized inputs, as training feeds them).
 """
 
 import dataclasses
@@ -18,7 +27,7 @@ import keras
 
 from keras_lc.initializers import STREAM_BIAS, TorchUniform, resolve_seed
 from keras_lc.validation import check_bool, check_choice, positive_int
-from keras_lc.zoo.pretrained import check_weights, load_weights
+from keras_lc.zoo.pretrained import check_weights, load_weights, preprocessing_for, preprocessing_layer
 
 #: keras.applications' arguments, in their order, with their defaults
 #: (`classes`: the family's, given to `application_builder`).
@@ -30,6 +39,7 @@ APPLICATION_ARGUMENTS = {
     "pooling": None,
     "classes": 1000,
     "classifier_activation": "softmax",
+    "include_preprocessing": None,
     "name": None,
 }
 POOLINGS = (None, "avg", "max")
@@ -115,6 +125,7 @@ class Application:
         pooling,
         classes,
         classifier_activation,
+        include_preprocessing,
         name,
         default_size,
         min_size,
@@ -142,6 +153,10 @@ class Application:
                 )
             seed = published_seed
         self.options = dataclasses.replace(options, seed=resolve_seed(seed))
+        published_form = self.entry.model_kwargs.get("implementation") if self.entry else None
+        if published_form and options.implementation == "auto" and options.lc:
+            self.options = dataclasses.replace(self.options, implementation=published_form)
+        self.preprocessing = preprocessing_for(include_preprocessing, self.entry, weights)
         self.pooling = check_choice(pooling, "pooling", POOLINGS)
         self.classifier_activation = _check_activation(classifier_activation, weights)
         if name is not None and (not isinstance(name, str) or not name):
@@ -162,6 +177,13 @@ class Application:
         if self.input_tensor is not None:
             return self.input_tensor
         return keras.Input(shape=self.input_shape, name="input")
+
+    def preprocess(self, inputs):
+        """`inputs` through the `include_preprocessing` normalization (a stock
+        `Normalization` layer named `preprocessing`), or unchanged."""
+        if self.preprocessing is None:
+            return inputs
+        return preprocessing_layer(self.preprocessing)(inputs)
 
     def model(self, image_input, features):
         """The head on `features`, the functional model, and its weights."""

@@ -91,7 +91,7 @@ def mobilenet_v2(alpha=1.0, low_res=False, *, application, frozen_spatial=False,
     options = app.options
     inputs = app.input()
     stem = make_divisible(32 * alpha)
-    x = conv_bn(inputs, stem, 3, 1 if low_res else 2, options, "stem", activation="relu6")
+    x = conv_bn(app.preprocess(inputs), stem, 3, 1 if low_res else 2, options, "stem", activation="relu6")
     index = 0
     for stage, (expansion, channels, count, stride) in enumerate(BLOCKS):
         if low_res and stage == 1:

@@ -132,17 +132,31 @@ def _preset_function(builder, name, fixed, signature):
     return preset
 
 
-def list_models(pattern="*"):
+def list_models(pattern="*", pretrained=False):
     """Sorted names of the registered models matching a shell-style `pattern`.
+
+    With `pretrained=True` (timm's argument), the names of the published
+    models instead (`load_published` names; `pattern` matches them or their
+    architecture's name); `keras_lc.weights.published_weights()` has their
+    manifests.
 
     Example:
 
     >>> import keras_lc
     >>> keras_lc.zoo.list_models("resnet_lc2*")
     ['resnet_lc20', 'resnet_lc20_16x128']
+    >>> keras_lc.zoo.list_models("resnet_lc20_16x128", pretrained=True)
+    ['resnet_lc20_16x128_frozen_cifar10', 'resnet_lc20_16x128_learnable_cifar10']
     """
     if not isinstance(pattern, str):
         raise ValueError(f"`pattern` must be a string. Received: pattern={pattern!r}")
+    if not isinstance(pretrained, bool):
+        raise ValueError(f"`pretrained` must be a bool. Received: pretrained={pretrained!r}")
+    if pretrained:
+        from keras_lc.weights import published_weights
+
+        return sorted(name for name, entry in published_weights().items()
+                      if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(entry.model, pattern))
     return sorted(n for n in _BUILDERS if fnmatch.fnmatchcase(n, pattern))
 
 

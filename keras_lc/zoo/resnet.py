@@ -128,12 +128,13 @@ def resnet_imagenet(
     options = app.options
     inputs = app.input()
     stride = 1 if low_res else 2
+    x = app.preprocess(inputs)
     if deep:
-        x = conv_bn(inputs, 32, 3, stride, options, "stem", "1")
+        x = conv_bn(x, 32, 3, stride, options, "stem", "1")
         x = conv_bn(x, 32, 3, 1, options, "stem", "2")
         x = conv_bn(x, 64, 3, 1, options, "stem", "3")
     else:
-        x = conv_bn(inputs, 64, 3 if low_res else 7, stride, options, "stem")
+        x = conv_bn(x, 64, 3 if low_res else 7, stride, options, "stem")
     if not low_res:
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     kind = "D" if deep else "B"

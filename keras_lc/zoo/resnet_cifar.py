@@ -50,7 +50,7 @@ def _build(arch, depth, width, kernel_size, shortcut, options, application, shar
     inputs = app.input()
     if shared_spatial:
         options = _shared_bank_options(options, width, int(inputs.shape[-1]))
-    x = conv_bn(inputs, width, kernel_size, 1, options, "stem")
+    x = conv_bn(app.preprocess(inputs), width, kernel_size, 1, options, "stem")
     for stage in range(1, 4):
         filters = width * 2 ** (stage - 1)
         for block in range(1, blocks + 1):

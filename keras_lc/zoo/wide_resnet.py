@@ -88,7 +88,7 @@ def wide_resnet(depth=28, width=10, dropout_rate=0.0, *, application, frozen_spa
     )
     options = app.options
     inputs = app.input()
-    x = conv(16, 3, 1, "stem_conv", options)(inputs)
+    x = conv(16, 3, 1, "stem_conv", options)(app.preprocess(inputs))
     for stage in range(1, 4):
         filters = 16 * width * 2 ** (stage - 1)
         for block in range(1, (depth - 4) // 6 + 1):

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ import pytest
 from keras_lc import zoo
 from keras_lc.data import sha256_of
 from keras_lc.export import backbone
+from keras_lc.samples import cifar10_test_sample
 from keras_lc.training.run import parameter_counts
 from keras_lc.weights import PretrainedWeights
+from keras_lc.zoo.pretrained import dataset_preprocessing
 from tests.reference import randomize_batchnorm
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -24,7 +27,13 @@ KWARGS = {"classes": 10, "classifier_activation": None, "expansion": 1, "frozen_
 
 
 def load_example(name):
-    """`examples/NAME.py` as a module (its `main(argv)` runs the example in-process)."""
+    """`examples/NAME.py` as a module (its `main(argv)` runs the example in-process).
+
+    examples/ goes on `sys.path`, as when the example runs as a script, for the helper
+    module the examples share (`quiet_start`).
+    """
+    if str(EXAMPLES) not in sys.path:
+        sys.path.append(str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -57,7 +66,8 @@ def scratch_zoo(tmp_path_factory, cifar_test_images):
         notop_sha256=sha256_of(folder / f"{NAME}_notop.weights.h5"), top1=top1, top1_folded=top1,
         epochs=0, recipe=json.dumps({"optimizer": "none: seeded initialization"}),
         command="tests/examples/conftest.py", trainable_params=counts["trainable"],
-        total_params=counts["trainable"] + counts["non_trainable"])
+        total_params=counts["trainable"] + counts["non_trainable"],
+        preprocessing=dataset_preprocessing("cifar10"), class_names=list(cifar10_test_sample().class_names))
     (folder / "manifest.json").write_text(entry.to_json())
     return folder.parent
 

@@ -10,7 +10,8 @@ import tensorflow as tf
 from keras_lc import zoo
 from keras_lc.samples import cifar10_test_sample
 from keras_lc.weights import published_weights
-from tests.examples.conftest import KWARGS, NAME, load_example
+from tests.examples.conftest import EXAMPLES, KWARGS, NAME, load_example
+from tests.native_logs import run_python
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,24 @@ def _weights(backbone):
 def _run(finetune, capsys, *argv):
     code = finetune.main(["--model", NAME, *map(str, argv)])
     return code, capsys.readouterr()
+
+
+def test_help_lists_every_default(finetune, tmp_path):
+    done = run_python(EXAMPLES / "finetune.py", "--help", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    options = " ".join(done.stdout.split()).split(" options: ", 1)[1]
+    defaults = vars(finetune.build_parser().parse_args([]))
+    assert defaults["out"] == "runs/finetuned.keras"  # not the current folder (the repository root)
+    shown = {}
+    for dest, default in defaults.items():
+        if default is None or default is False:  # --image-folder, --verbose
+            continue
+        flag = "--" + dest.replace("_", "-")
+        help_text = options.split(f" {flag} ", 1)[1].split(" --", 1)[0]
+        shown[flag] = re.search(r"\(default: (.*?)\)", help_text).group(1).split(", ")[0]  # "0, none"
+    assert shown == {"--" + dest.replace("_", "-"): str(default) for dest, default in defaults.items()
+                     if default is not None and default is not False}
+    assert len(shown) == 13 and shown["--fine-tune-lr"] == "1e-05"
 
 
 def test_head_learns_then_fine_tuning_keeps_frozen_kernels_and_batchnorm(

@@ -1,6 +1,7 @@
 """examples/quickstart.py: a published model loaded by name, folded, checked, timed, evaluated."""
 
 import json
+import logging
 import re
 import shutil
 
@@ -26,18 +27,23 @@ def _correct(model, images, labels):
     return int(np.sum(np.argmax(logits, axis=-1) == labels)), float(np.min(top2[:, 1] - top2[:, 0]))
 
 
-def test_quickstart_loads_folds_classifies_times_and_evaluates(quickstart, zoo_env, scratch_zoo, cifar_archive, capsys):
+def test_quickstart_loads_folds_classifies_times_and_evaluates(quickstart, zoo_env, scratch_zoo, cifar_archive,
+                                                              capsys, caplog):
+    caplog.set_level(logging.WARNING, logger="tensorflow")
     code = quickstart.main(["--model", NAME, "--data-dir", str(cifar_archive), "--test-per-class", "10",
                             "--batch-size", "100", "--rounds", "1"])
     out, err = capsys.readouterr()
     assert code == 0, err
+    # classifying 100 images, then timing batches of 1 and 100: no tf.function retraces too often
+    assert [r.getMessage() for r in caplog.records if "retracing" in r.getMessage()] == []
     manifest = json.loads((scratch_zoo / NAME / "manifest.json").read_text())
     assert f"card: test top-1 {manifest['top1']:.2%} (training form)" in out
     error = float(re.search(r"over the 100 shipped test images: (\S+) \(tolerance 1e-04\) OK", out).group(1))
     assert error <= 1e-5  # float32 rounding only
 
     # sample accuracy: the same weights in another form (the paper's two-stage), normalized by data.normalize
-    independent = zoo.get_model("resnet_lc20", weights="cifar10", **dict(KWARGS, implementation="two_stage"))
+    independent = zoo.get_model("resnet_lc20", weights="cifar10", include_preprocessing=False,
+                                **dict(KWARGS, implementation="two_stage"))
     sample = cifar10_test_sample()
     correct, gap = _correct(independent, sample.images, sample.labels)
     assert gap > 1e-4  # no near-tie that float32 rounding could flip
@@ -55,8 +61,7 @@ def test_quickstart_loads_folds_classifies_times_and_evaluates(quickstart, zoo_e
     correct, gap = _correct(independent, images, labels)
     assert gap > 1e-4
     assert "evaluating both forms on 100 cifar10 test images" in out
-    assert re.search(rf"test top-1: training form {correct:.2f}%, folded {correct:.2f}% .*largest relative "
-                     r"error \S+e-0[5-9]", out)
+    assert re.search(rf"test top-1: training form {correct:.2f}%, folded {correct:.2f}% \(card: ", out)
 
 
 def test_quickstart_fails_clearly(quickstart, zoo_env, scratch_zoo, tmp_path, capsys, monkeypatch):

@@ -19,7 +19,7 @@ BAD_ARGUMENTS = [
     (
         zoo.resnet20,
         {"weights": "imagenet"},
-        r"published for 'resnet20' with frozen_spatial=False \(\['cifar10'\]\).*Received: weights='imagenet'",
+        r"published for 'resnet20' \('cifar10' \(frozen_spatial=False\)\).*Received: weights='imagenet'",
     ),
     (
         zoo.resnet20,

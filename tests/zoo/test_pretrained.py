@@ -55,7 +55,7 @@ def test_pretrained_weights_hook(resnet8_weights, monkeypatch, tmp_path):
     message = r"If using `weights='demo'` with `include_top=True`, `classes` should be 10.  Received classes=100"
     with pytest.raises(ValueError, match=message):
         zoo.resnet_cifar(depth=8, width=4, weights="demo", classes=100)
-    with pytest.raises(ValueError, match=r"published for 'resnet8_4' with frozen_spatial=False \(\['demo'\]\)"):
+    with pytest.raises(ValueError, match=r"published for 'resnet8_4' \('demo'\)"):
         zoo.resnet_cifar(depth=8, width=4, weights="other")
     with pytest.raises(ValueError, match=r"published for 'resnet8'.* \(none published\)"):
         zoo.resnet_cifar(depth=8, width=16, weights="demo")  # another architecture
@@ -67,8 +67,8 @@ def test_pretrained_weights_hook(resnet8_weights, monkeypatch, tmp_path):
 
 
 def test_published_weights_pick_variant_and_seed(monkeypatch, tmp_path):
-    """Frozen and learnable weights of one architecture are told apart by
-    `frozen_spatial`, and `seed=None` adopts the published seed (the frozen
+    """Frozen and learnable weights of one architecture have their own tags (a wrong
+    `frozen_spatial` is an error), and `seed=None` adopts the published seed (the frozen
     kernels are defined by it)."""
     entries = {}
     references = {}
@@ -80,7 +80,7 @@ def test_published_weights_pick_variant_and_seed(monkeypatch, tmp_path):
         entry = keras_lc.weights.PretrainedWeights(
             name=f"lc8_{frozen}", model="resnet_lc8_4x2",
             model_kwargs={"depth": 8, "width": 4, "expansion": 2, "frozen_spatial": frozen, "seed": seed},
-            weights="demo", dataset="cifar10", classes=10, file_name=str(path),
+            weights="demo" if frozen else "demo_learnable", dataset="cifar10", classes=10, file_name=str(path),
             sha256=sha256_of(path), top1=0.1, top1_folded=0.1, epochs=0, recipe="-", command="-",
             trainable_params=0, total_params=0,
         )
@@ -89,11 +89,15 @@ def test_published_weights_pick_variant_and_seed(monkeypatch, tmp_path):
     monkeypatch.setattr(pretrained, "fetch", lambda entry, include_top=True: entry.file_name)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     for frozen in (True, False):
-        model = zoo.resnet_lc(depth=8, width=4, expansion=2, frozen_spatial=frozen, weights="demo")
+        tag = "demo" if frozen else "demo_learnable"
+        model = zoo.resnet_lc(depth=8, width=4, expansion=2, frozen_spatial=frozen, weights=tag,
+                              include_preprocessing=False)  # x is not a raw image
         layer = model.get_layer("stem_conv")
         assert layer.seed == references[frozen].get_layer("stem_conv").seed
         assert layer.frozen_spatial is frozen
         np.testing.assert_array_equal(model(x, training=False), references[frozen](x, training=False))
+    with pytest.raises(ValueError, match=r"'demo_learnable' of 'resnet_lc8_4x2' were trained with frozen_spatial=False"):
+        zoo.resnet_lc(depth=8, width=4, expansion=2, weights="demo_learnable")
     with pytest.raises(ValueError, match=r"trained from seed=11.*pass seed=None or seed=11. Received: seed=3"):
         zoo.resnet_lc(depth=8, width=4, expansion=2, seed=3, weights="demo")
 
