@@ -46,13 +46,30 @@ def cifar_test_small(cifar_archive):
     )
 
 
-def test_cifar10_constants_match_the_real_training_images(cifar_archive):
-    images, _, _ = load_image_folder(cifar_archive, "train", per_class=64)
+def test_cifar10_constants_match_the_whole_training_split(cifar_archive):
+    """Measured over all 50,000 training images of the JPEG copy: (0.4868, 0.4822, 0.4414) and
+    std (0.2451, 0.2425, 0.2605). The JPEG re-encoding (chroma subsampling) moves the red and blue
+    means by ~0.005 from the original binary release's constants, hence atol 6e-3; CIFAR-100's
+    constants (red mean 0.5071, 0.020 off) or swapped channels fail by far."""
+    images, _, _ = load_image_folder(cifar_archive, "train")
+    assert images.shape == (50000, 32, 32, 3)
     pixels = images.reshape(-1, 3) / 255.0
-    # 640 images: the sampling error of the per-channel mean/std is ~0.005.
-    np.testing.assert_allclose(pixels.mean(0), CIFAR10_MEAN, atol=0.02)
-    np.testing.assert_allclose(pixels.std(0), CIFAR10_STD, atol=0.02)
+    np.testing.assert_allclose(pixels.mean(0), CIFAR10_MEAN, atol=6e-3)
+    np.testing.assert_allclose(pixels.std(0), CIFAR10_STD, atol=3e-3)
     assert DATASETS["cifar10"].mean == CIFAR10_MEAN and DATASETS["cifar10"].std == CIFAR10_STD
+
+
+def test_dataset_constants_are_the_published_ones():
+    """Literal values (torchvision / the paper's code), not values computed by the package."""
+    expected = {
+        "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 10, 32),
+        "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 100, 32),
+        "svhn_cropped": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 10, 32),
+        "fashion_mnist": ((0.2860,) * 3, (0.3530,) * 3, 10, 32),
+        "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1000, 224),
+    }
+    assert {name: (spec.mean, spec.std, spec.num_classes, spec.image_size)
+            for name, spec in DATASETS.items()} == expected
 
 
 def test_the_table_covers_the_papers_datasets():

@@ -185,3 +185,40 @@ def test_batchnorm_after_a_fused_activation_is_not_folded(cifar_test_images):
     folded = fold(model)
     assert [type(l).__name__ for l in folded.layers] == ["InputLayer", "Conv2D", "BatchNormalization"]
     assert rel_error(folded.predict_on_batch(x[:16]), model.predict_on_batch(x[:16])) <= 1e-5
+
+
+def test_fold_keeps_every_bias_under_widely_spread_batchnorm_statistics(cifar_test_images):
+    """Every conv, depthwise conv, LC and dense layer has a non-zero bias, and the BatchNorm
+    variances span 1e-4 to 10 (log-uniform): a fold that drops or mis-scales a bias, or mixes
+    up variance and standard deviation, is far off here."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=True, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn_conv")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=True, name="dw")(x)
+    x = keras.layers.BatchNormalization(name="bn_dw")(x)
+    x = LCConv2D(8, 3, expansion=4, use_bias=True, seed=5, name="lc")(x)
+    x = keras.layers.BatchNormalization(name="bn_lc")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10, name="head")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_variance.assign((10.0 ** rng.uniform(-4, 1, n)).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0, 1, n).astype("float32"))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.5, n).astype("float32"))
+        elif getattr(layer, "use_bias", False):
+            layer.bias.assign(rng.normal(0, 0.5, layer.bias.shape).astype("float32"))
+    folded = fold(model)
+    assert sorted(type(l).__name__ for l in folded.layers if "bn" in l.name) == []
+    x_real, _ = cifar_test_images
+    expected = model.predict(x_real[:64], verbose=0)
+    assert rel_error(folded.predict(x_real[:64], verbose=0), expected) <= 1e-5
+    # the biases matter: without them the output moves by far more than the tolerance
+    for layer in model.layers:
+        if getattr(layer, "use_bias", False) and layer.name != "head":
+            layer.bias.assign(np.zeros(layer.bias.shape, "float32"))
+    assert rel_error(model.predict(x_real[:64], verbose=0), expected) > 1e-2

@@ -77,3 +77,30 @@ def test_same_seed_same_kernel_on_tensorflow_and_jax():
     expected = hashlib.sha256(torch_uniform((3, 3, 8, 128), 1234).astype("float32").tobytes()).hexdigest()
     assert digests["tensorflow"] == digests["jax"]
     assert digests["tensorflow"][0] == expected
+
+
+def test_golden_values_pin_the_seed_scheme():
+    """Literal values: a change of the seed derivation or of the initializer stream fails here,
+    not only in the published files (whose stored seeds a re-export would silently follow)."""
+    from keras_lc.initializers import layer_seed
+
+    assert [layer_seed(0, "stem_conv"), layer_seed(0, "stage1_block1_conv1"),
+            layer_seed(0, "stage3_block3_conv2"), layer_seed(12345, "predictions")] == [
+        658547548, 525418163, 2103518112, 574436788]
+    kernel = torch_uniform((3, 3, 3, 16), seed=0)
+    np.testing.assert_allclose(kernel[0, 0, 0, :4], [0.05271658, 0.18507361, -0.06307857, -0.00099200497],
+                               rtol=1e-6)
+    assert kernel[2, 1, 2, 15] == pytest.approx(-0.033118396280603174, rel=1e-15)
+    assert hashlib.sha256(kernel.tobytes()).hexdigest() == (
+        "f6499d9f53c8eb9ca6d3517af635e574064e33581cdc9b9144f6c298e1162681")
+
+
+def test_same_shape_layers_of_one_model_get_their_own_kernels():
+    from keras_lc import LCConv2D, zoo
+
+    model = zoo.resnet_lc20(expansion=2, seed=0)
+    lc = [layer for layer in model.layers if isinstance(layer, LCConv2D)
+          and layer.name.startswith("stage1_")]
+    assert len(lc) == 6 and len({layer.seed for layer in lc}) == 6
+    kernels = [np.asarray(layer.seed_kernel()) for layer in lc]
+    assert all(not np.allclose(kernels[0], other) for other in kernels[1:])
