@@ -182,30 +182,33 @@ def _training_time(summary):
 def _builder_kwargs(config):
     """The run's builder arguments, with `frozen_spatial` stated (it tells
     frozen and learnable weights of one architecture apart)."""
+    kwargs = dict(config["model"]["kwargs"])
+    default = _frozen_spatial_default(config)
+    if default is not None:
+        kwargs.setdefault("frozen_spatial", default)
+    return kwargs
+
+
+def _frozen_spatial_default(config):
+    """The `frozen_spatial` default of the run's builder, or `None` if it takes none."""
     import inspect
 
     from keras_lc import zoo
 
-    kwargs = dict(config["model"]["kwargs"])
     parameter = inspect.signature(zoo.get_builder(config["model"]["name"])).parameters.get("frozen_spatial")
-    if parameter is not None:
-        kwargs.setdefault("frozen_spatial", parameter.default)
-    return kwargs
+    return None if parameter is None else parameter.default
 
 
 def _default_tag(config, kwargs, arch, zoo_dir, name):
     """The `weights=` tag of a new export: the dataset, with `_learnable` (`_frozen`) when
     `frozen_spatial` is not the builder's default; a `ValueError` if another published
     model of architecture `arch` has it (a tag names one set of weights per builder)."""
-    import inspect
-
-    from keras_lc import zoo
     from keras_lc.weights import PretrainedWeights
 
     dataset = config["data"]["dataset"]
-    default = inspect.signature(zoo.get_builder(config["model"]["name"])).parameters.get("frozen_spatial")
+    default = _frozen_spatial_default(config)
     frozen = kwargs.get("frozen_spatial")
-    tag = dataset if default is None or frozen in (None, default.default) else (
+    tag = dataset if default is None or frozen in (None, default) else (
         f"{dataset}_{'frozen' if frozen else 'learnable'}")
     for manifest in Path(zoo_dir).glob("*/manifest.json"):
         other = PretrainedWeights.from_json(manifest)

@@ -10,10 +10,12 @@ import os
 from pathlib import Path
 
 from keras_lc.cli.common import UsageError, positive_int
+from keras_lc.data.folders import IMAGE_EXTENSIONS
 
 name = "predict"
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+#: What a folder is searched for: the datasets' image files, and what else Pillow reads.
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS + (".bmp", ".gif")
 
 
 def add_parser(subparsers):
