@@ -86,6 +86,24 @@ def sha256_of(path, chunk_size=1 << 20):
     return digest.hexdigest()
 
 
+def tree_sha256(folder):
+    r"""Hex sha256 of a folder's files: of the lines `RELATIVE_PATH SHA256`, sorted, one per file.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.txt").write_text("a")
+    >>> tree_sha256(folder) == hashlib.sha256(
+    ...     b"a.txt ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb\n").hexdigest()
+    True
+    """
+    folder = Path(folder)
+    lines = sorted(f"{p.relative_to(folder).as_posix()} {sha256_of(p)}\n"
+                   for p in folder.rglob("*") if p.is_file())
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 
 def _archive_stem(archive):
     name = archive.name

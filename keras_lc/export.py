@@ -12,13 +12,19 @@
   loads with `safe_mode=True` where keras_lc is not installed), with the
   builder call's inputs and outputs: raw images in, probabilities out
   (`keras_lc.serving`);
-- `saved_model/`: a TensorFlow SavedModel of the folded model, for serving;
-- `MODEL_CARD.md` and `manifest.json` (a `keras_lc.weights.PretrainedWeights`):
+- `saved_model/`, `NAME.onnx`, `NAME.tflite`: the folded model exported for
+  TF Serving, ONNX Runtime and LiteRT (`keras_lc.interchange`), each loaded
+  back in its own runtime and compared with the Keras model on the shipped
+  sample (the `export` extra adds ONNX and LiteRT);
+- `README.md` (the model card, with the Hugging Face Hub's metadata) and
+  `manifest.json` (a `keras_lc.weights.PretrainedWeights`):
   architecture, recipe, data, the accuracy of both forms measured here on the
   test split, sizes, sha256s and the command that trained it.
 
 Everything is written into a temporary folder beside `zoo/NAME/` that is renamed
 into place at the end; an existing `zoo/NAME/` is replaced only then.
+`refresh_folded` rebuilds a published model's folded files, exports and card
+from its weights file.
 """
 
 import json
@@ -32,9 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_lc import interchange
 from keras_lc.data import sha256_of
-from keras_lc.serving import (card_header, compare_forms, sample_sentence, sample_top1, serving_model, top1,
-                              write_folded)
+from keras_lc.model_card import (CARD_FILE, card_header, exports_section, files_section, hub_metadata, model_card,
+                                 sample_sentence, strip_metadata)
+from keras_lc.serving import check_sample, compare_forms, sample_top1, serving_model, top1, write_folded
 from keras_lc.training.run_dir import FINAL_WEIGHTS, load_run, read_summary  # noqa: F401 (load_run: public here too)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
@@ -93,90 +101,6 @@ def backbone(config, model, kwargs=None):
         if layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())
     return notop
-
-
-def _size(path):
-    path = Path(path)
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
-def _percent(value):
-    return "-" if value is None else f"{value:.2%}"
-
-
-def _card(name, entry, config, summary, measured, files, reexpressed):
-    recipe = "\n".join(f"| {k} | {v} |" for k, v in sorted(config["recipe"].items()))
-    sizes = "\n".join(f"| `{f}` | {_size(p) / 2**20:.2f} MiB | `{sha}` |" for f, (p, sha) in files.items())
-    epochs = config["recipe"].get("epochs")
-    note = "" if epochs == 75 else (
-        f"**Not the paper's full recipe**: {epochs} epochs instead of 75, with the same "
-        "optimizer, learning-rate schedule (cosine over the run's own length), batch size, "
-        "weight decay, label smoothing and augmentation. A full-recipe run will replace it."
-    )
-    trained = measured.get("trained")
-    reexpression = "" if not reexpressed else f"""
-The learned spatial kernels are not stored: the weights file re-expresses every learned
-LC-block kernel W = W_spatial C on the block's seeded kernel (W = P A, exact because the seeded
-kernel has full row rank), which keeps the file at {_size(files[entry.file_name][0]) / 2**20:.2f} MiB.
-Loaded into the learnable model it computes the trained function (top-1 of the trained model
-before re-expression: {_percent(trained['top1'])}, after: {_percent(measured['top1'])}); the
-spatial kernels start from their seeded values and the 1x1 combinations are the minimum-norm
-solution, so continued training starts from the same function but other factors.
-"""
-    return f"""{card_header(entry)}
-## Accuracy (CIFAR-10 test set, {measured['test_examples']:,} images, measured by `keras-lc export`)
-| | paper (Gavrikov & Keuper, 75 epochs) | this model ({entry.epochs} epochs) |
-|---|---|---|
-| training form | {_percent(entry.paper_top1) if entry.paper_top1 is not None else "not tabulated"} | {_percent(entry.top1)} |
-| folded (one conv per block, BatchNorm folded; the published `.keras`, fed raw images) | - | {_percent(entry.top1_folded)} |
-
-On the check slice (the first {entry.slice_per_class} test images of each class,
-{measured['slice']['test_examples']:,} images, re-measured by the test suite): training form
-{_percent(entry.slice_top1)}, folded {_percent(entry.slice_top1_folded)}.
-
-{note}
-
-Largest relative difference of the folded outputs from the training form's on a batch:
-{measured['fold_relative_error']:.1e}.
-
-{sample_sentence(entry)}
-{reexpression}
-## Architecture
-Builder `{entry.model}` with `{json.dumps(entry.model_kwargs, sort_keys=True)}`:
-{entry.trainable_params:,} trainable parameters, {entry.total_params:,} in all (frozen included),
-counted in the form it trained in (`implementation` above; the basis form trains A, k*k*c_in x
-c_out per block, as many values as a plain convolution's kernel).
-
-## Training
-Dataset `{entry.dataset}` (`{portable_path(config.get('data_dir'))}`), {summary.get('epochs')} epochs,
-{summary.get('steps')} steps, {_training_time(summary)}, median
-{summary.get('images_per_s') or 0:.0f} training images/s, on {entry.hardware or "(hardware not recorded)"}
-({summary.get('strategy')} strategy, {summary.get('replicas')} replica(s)).
-
-| recipe field | value |
-|---|---|
-{recipe}
-
-Command:
-
-    {entry.command or '(not recorded by this run)'}
-
-## Files
-| file | size | sha256 |
-|---|---|---|
-{sizes}
-"""
-
-
-def _training_time(summary):
-    """The run's training time: all epochs (across resumes) when recorded, else the last process's."""
-    if summary.get("train_seconds_all_epochs"):
-        resumed = summary.get("resumed_from_epoch")
-        return (f"{summary['train_seconds_all_epochs']:.0f} s of training over all epochs"
-                + (f" (resumed at epoch {resumed})" if resumed else ""))
-    return f"{summary.get('wall_time_s', 0):.0f} s wall time"
 
 
 def _builder_kwargs(config):
@@ -280,7 +204,7 @@ def _check_replaceable(target, run_sha256, overwrite):
 
 def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
                test_per_class=None, batch_size=256, paper_top1=None, hardware=None,
-               slice_per_class=100, overwrite=False):
+               slice_per_class=100, overwrite=False, formats="auto"):
     """Publish `run_dir` as `zoo_dir/name/`; returns the manifest's `PretrainedWeights`.
 
     The accuracy recorded is measured on the published file loaded back into a
@@ -289,7 +213,10 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
     run's recorded machine. The first `slice_per_class` test images of each
     class are a check slice whose top-1 the manifest records too, for tests
     to re-measure quickly. An existing `zoo_dir/name/` is replaced only if it
-    was exported from this same run, or with `overwrite=True`.
+    was exported from this same run, or with `overwrite=True`. `formats`:
+    the exports of the folded model (`keras_lc.interchange.resolve_formats`:
+    `"auto"` writes every format whose packages are installed), each checked
+    in its own runtime on the shipped sample and recorded in the manifest.
     """
     import keras
 
@@ -307,6 +234,7 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
         )
     if paper_top1 is not None and not 0 < paper_top1 <= 1:
         raise ValueError(f"paper_top1 must be a fraction in (0, 1]. Received: paper_top1={paper_top1!r}")
+    formats = interchange.resolve_formats(formats)
     run_dir = Path(run_dir)
     summary = read_summary(run_dir)
     run_sha256 = sha256_of(run_dir / FINAL_WEIGHTS) if (run_dir / FINAL_WEIGHTS).is_file() else None
@@ -335,7 +263,9 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
         check = load_dataset(dataset, "test", data_dir, per_class=slice_per_class)
         measured["slice"] = compare_forms(reloaded, folded, check, batch_size)
         serving = serving_model(config["model"]["name"], kwargs, staging / weights_file, dataset)
-        write_folded(serving, staging, name)
+        exported = write_folded(serving, staging, name)
+        images, labels = check_sample(dataset)
+        exports = interchange.export_formats(exported, staging, name, formats, images, labels)
         shipped = keras.saving.load_model(staging / f"{name}_folded.keras", safe_mode=True)
         measured["top1_folded"] = top1(shipped, test, batch_size, normalize=False)
         measured["slice"]["top1_folded"] = top1(shipped, check, batch_size, normalize=False)
@@ -355,13 +285,13 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
             slice_top1_folded=measured["slice"]["top1_folded"], slice_per_class=slice_per_class,
             run_sha256=run_sha256, preprocessing=dataset_preprocessing(dataset),
             class_names=list(test.class_names), sample_top1=sample_top1(serving),
-            sample_top1_folded=sample_top1(shipped),
+            sample_top1_folded=sample_top1(shipped), exports=exports,
         )
         (staging / "manifest.json").write_text(entry.to_json())
-        files = {f: (staging / f, sha256_of(staging / f) if (staging / f).is_file() else "(folder)")
-                 for f in (weights_file, notop_file, f"{name}_folded.keras", "saved_model")}
-        (staging / "MODEL_CARD.md").write_text(
-            _card(name, entry, config, summary, measured, files, reexpressed is not None))
+        files = [weights_file, notop_file, f"{name}_folded.keras"] + [e.file_name for e in exports]
+        (staging / CARD_FILE).write_text(model_card(
+            entry, config, summary, measured, staging, files, reexpressed is not None,
+            portable_path(config.get("data_dir"))))
         target = zoo_dir / name
         if target.exists():
             retired = zoo_dir / f".{name}.old-{uuid.uuid4().hex}"
@@ -373,4 +303,51 @@ def export_run(run_dir, name, zoo_dir="zoo", weights_tag=None, data_dir=None,
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+    return entry
+
+
+def refresh_folded(name, zoo_dir="zoo", formats="auto"):
+    """Rewrites `zoo_dir/name/`'s folded files, exports, sample figures and card from its weights file.
+
+    For when the serving form or the export formats change: the weights files
+    and the test-set figures are unchanged; the folded `.keras` is rebuilt
+    from `serving_model`, its exports are written and checked again
+    (`keras_lc.interchange.export_formats`), and the manifest's sample
+    figures and `exports` are updated. New files are written beside the old
+    ones and renamed into place. Returns the new `PretrainedWeights`.
+    """
+    import dataclasses
+
+    import keras
+
+    from keras_lc.files import write_text_atomic
+    from keras_lc.weights import PretrainedWeights
+
+    folder = Path(zoo_dir) / name
+    entry = PretrainedWeights.from_json(folder / "manifest.json")
+    model = serving_model(entry.builder or entry.model, entry.model_kwargs,
+                          folder / entry.file_name, entry.dataset)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
+    try:
+        folded = write_folded(model, staging, name)
+        reloaded = keras.saving.load_model(staging / f"{name}_folded.keras", safe_mode=True)
+        images, labels = check_sample(entry.dataset)
+        exports = interchange.export_formats(folded, folder, name, formats, images, labels)
+        entry = dataclasses.replace(entry, sample_top1=sample_top1(model),
+                                    sample_top1_folded=sample_top1(reloaded), exports=exports)
+        os.replace(staging / f"{name}_folded.keras", folder / f"{name}_folded.keras")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_text_atomic(folder / "manifest.json", entry.to_json())
+    old_card = folder / ("MODEL_CARD.md" if (folder / "MODEL_CARD.md").is_file() else CARD_FILE)  # 0.2 name
+    card = strip_metadata(old_card.read_text(encoding="utf-8"))
+    card = re.sub(r"\nOn the 100 test images shipped in .*?\n\n", "\n", card, flags=re.DOTALL)
+    card = re.sub(r"\n## Exports\n.*?(?=\n## )", "\n", card, flags=re.DOTALL)
+    card = card_header(entry) + card[card.index("\n## Accuracy"):card.index("\n## Files")]
+    card = card.replace("\n## Architecture",
+                        f"\n{sample_sentence(entry)}\n\n{exports_section(entry)}## Architecture", 1)
+    files = [entry.file_name, entry.notop_file_name, f"{name}_folded.keras"] + [e.file_name for e in exports]
+    write_text_atomic(folder / CARD_FILE, hub_metadata(entry) + card + "\n" + files_section(folder, files))
+    if old_card.name != CARD_FILE:
+        old_card.unlink()
     return entry

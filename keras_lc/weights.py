@@ -23,69 +23,10 @@ from pathlib import Path
 
 import keras
 
+from keras_lc import manifest
 from keras_lc.archives import cache_subdir, sha256_of
 from keras_lc.files import one_line
-
-_SOURCE_ZOO = Path(__file__).resolve().parents[1] / "zoo"
-_PACKAGED_ZOO = Path(__file__).resolve().parent / "published"
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be read or does not describe published weights; names the file."""
-
-
-class ManifestWarning(UserWarning):
-    """A broken manifest that was skipped because it does not concern the requested model."""
-
-
-def _advice(path):
-    """What to do about a broken file `path` of a published model, by where it lies."""
-    path = Path(path).resolve()
-    extra = os.environ.get("KERAS_LC_ZOO")
-    if extra and path.is_relative_to(Path(extra).resolve()):
-        return f"it is in KERAS_LC_ZOO='{extra}': fix or remove that file (or re-export the model)"
-    if path.is_relative_to(_PACKAGED_ZOO):
-        return "it ships with keras-lc: reinstall keras-lc"
-    if path.is_relative_to(_SOURCE_ZOO):
-        return "it is in the checkout's zoo/: restore it with git or re-export the model"
-    return "fix or remove that file"
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """What a published model's inputs are: raw images and the normalization its weights expect.
-
-    Attributes:
-        input_size: `(height, width, channels)` of the images the model takes.
-        value_range: `(low, high)` of raw pixel values (`(0, 255)`: uint8 RGB).
-        mean, std: Per-channel statistics, in units of `value_range` scaled
-            to [0, 1] (as `keras_lc.data.DatasetSpec` states them): the model
-            (or `keras_lc.zoo.preprocess_input`) computes
-            `(x / high - mean) / std`.
-    """
-
-    input_size: tuple
-    value_range: tuple
-    mean: tuple
-    std: tuple
-
-    @classmethod
-    def from_dict(cls, data, where):
-        """From a manifest's `preprocessing` object; a `ManifestError` naming `where` if malformed."""
-        fields = [f.name for f in dataclasses.fields(cls)]
-        lengths = {"input_size": 3, "value_range": 2, "mean": None, "std": None}
-        ok = isinstance(data, dict) and sorted(data) == sorted(fields) and all(
-            isinstance(data[k], list) and data[k] and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in data[k])
-            and (lengths[k] is None or len(data[k]) == lengths[k]) for k in fields)
-        if not ok or len(data["mean"]) != len(data["std"]) or min(data["std"]) <= 0:
-            raise ManifestError(
-                f"Manifest '{where}' has a malformed `preprocessing`: expected lists "
-                f"{fields} (input_size of 3, value_range of 2, one positive std per mean). "
-                f"Received: {data!r}; {_advice(where)}."
-            )
-        return cls(**{k: tuple(data[k]) for k in fields})
-
+from keras_lc.manifest import ExportCheck, ManifestError, ManifestWarning, Preprocessing  # noqa: F401 (public here too)
 
 def _type_ok(value, field):
     if value is None and field.default is None:
@@ -145,6 +86,8 @@ class PretrainedWeights:
         sample_top1: Top-1 of the builder call on the 100 test images shipped
             in `keras_lc/sample_data`, fed raw (`keras_lc.serving.sample_top1`).
         sample_top1_folded: The same for the published folded `.keras`.
+        exports: The `ExportCheck` of each exported file (SavedModel, ONNX,
+            LiteRT), or `None` if not recorded.
     """
 
     name: str
@@ -176,6 +119,7 @@ class PretrainedWeights:
     class_names: list = None
     sample_top1: float = None
     sample_top1_folded: float = None
+    exports: list = None
 
     @classmethod
     def from_json(cls, path):
@@ -186,16 +130,16 @@ class PretrainedWeights:
         except json.JSONDecodeError as error:
             raise ManifestError(
                 f"Manifest '{path}' is not valid JSON ({error.msg} at line {error.lineno} column "
-                f"{error.colno}); {_advice(path)}."
+                f"{error.colno}); {manifest.advice(path)}."
             ) from None
         except (OSError, ValueError) as error:  # unreadable, or not UTF-8
             raise ManifestError(
-                f"Manifest '{path}' cannot be read ({one_line(error)}); {_advice(path)}."
+                f"Manifest '{path}' cannot be read ({one_line(error)}); {manifest.advice(path)}."
             ) from None
         if not isinstance(data, dict):
             raise ManifestError(
                 f"Manifest '{path}' holds a JSON {type(data).__name__}, not an object of fields; "
-                f"{_advice(path)}."
+                f"{manifest.advice(path)}."
             )
         fields = {f.name: f for f in dataclasses.fields(cls)}
         required = {name for name, f in fields.items() if f.default is dataclasses.MISSING}
@@ -203,27 +147,40 @@ class PretrainedWeights:
         if unknown or missing:
             raise ManifestError(
                 f"Manifest '{path}' does not describe published weights: missing fields "
-                f"{sorted(missing)}, unknown fields {sorted(unknown)}; {_advice(path)}."
+                f"{sorted(missing)}, unknown fields {sorted(unknown)}; {manifest.advice(path)}."
             )
         wrong = sorted(k for k, v in data.items() if not _type_ok(v, fields[k]))
         if wrong:
             raise ManifestError(
                 f"Manifest '{path}' has fields of the wrong type: "
                 + ", ".join(f"{k}={data[k]!r} (expected {fields[k].type.__name__})" for k in wrong)
-                + f"; {_advice(path)}."
+                + f"; {manifest.advice(path)}."
             )
         if data.get("preprocessing") is not None:
             data["preprocessing"] = Preprocessing.from_dict(data["preprocessing"], path)
+        if data.get("exports") is not None:
+            data["exports"] = [ExportCheck.from_dict(e, path) for e in data["exports"]]
         names = data.get("class_names")
         if names is not None and (not all(isinstance(n, str) for n in names) or len(names) != data["classes"]):
             raise ManifestError(
                 f"Manifest '{path}' has `class_names` that are not {data['classes']} strings "
-                f"(its `classes`). Received: {names!r}; {_advice(path)}."
+                f"(its `classes`). Received: {names!r}; {manifest.advice(path)}."
             )
         return cls(**data)
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def export(self, format):
+        """The `ExportCheck` of the `format` export (`"onnx"`, `"litert"`, `"saved_model"`)."""
+        found = [e for e in self.exports or () if e.format == format]
+        if not found:
+            raise ValueError(
+                f"The published model '{self.name}' has no {format!r} export; it has "
+                f"{sorted(e.format for e in self.exports or ())}. Re-export it with "
+                "`keras-lc export` (the 'export' extra installed) to add one."
+            )
+        return found[0]
 
     def file(self, include_top=True):
         """`(file_name, sha256)` of the full or the no-top weights file."""
@@ -255,7 +212,7 @@ class PretrainedWeights:
 
 def _manifest_dirs():
     extra = os.environ.get("KERAS_LC_ZOO")
-    candidates = ([Path(extra)] if extra else []) + [_PACKAGED_ZOO, _SOURCE_ZOO]
+    candidates = ([Path(extra)] if extra else []) + [manifest.PACKAGED_ZOO, manifest.SOURCE_ZOO]
     return [d for d in candidates if d.is_dir()]
 
 
@@ -284,11 +241,11 @@ def published_weights(requested=None):
     requested = {requested} if isinstance(requested, str) else set(requested or ())
     registry = {}
     for root in _manifest_dirs():
-        for manifest in sorted(root.glob("*/manifest.json")):
+        for path in sorted(root.glob("*/manifest.json")):
             try:
-                entry = PretrainedWeights.from_json(manifest)
+                entry = PretrainedWeights.from_json(path)
             except ManifestError as error:
-                if _concerns(manifest, requested):
+                if _concerns(path, requested):
                     raise
                 warnings.warn(f"Skipped a broken manifest: {error}", ManifestWarning, stacklevel=2)
                 continue
@@ -341,7 +298,7 @@ def fetch(entry, cache_dir=None, base_url=None, include_top=True):
         if actual != sha256:
             raise ValueError(
                 f"The weights file '{packaged}' shipped for '{entry.name}' has sha256 {actual}, "
-                f"but its manifest expects {sha256}; {_advice(packaged)}."
+                f"but its manifest expects {sha256}; {manifest.advice(packaged)}."
             )
         return packaged
     folder = cache_subdir("weights", cache_dir)

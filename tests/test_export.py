@@ -45,14 +45,18 @@ def test_export_writes_a_complete_entry(published, run_dir):
     assert sorted(p.name for p in published.iterdir()) == ["tiny_lc"]  # no staging left
     assert {p.name for p in entry_dir.iterdir()} == {
         "tiny_lc.weights.h5", "tiny_lc_notop.weights.h5", "tiny_lc_folded.keras", "saved_model",
-        "MODEL_CARD.md", "manifest.json"}
+        "tiny_lc.onnx", "tiny_lc.tflite", "README.md", "manifest.json"}
     entry = PretrainedWeights.from_json(entry_dir / "manifest.json")
+    assert [(e.format, e.file_name) for e in entry.exports] == [
+        ("saved_model", "saved_model"), ("onnx", "tiny_lc.onnx"), ("litert", "tiny_lc.tflite")]
+    assert all(e.max_relative_difference <= 1e-4 and e.sample_top1 == entry.sample_top1_folded
+               for e in entry.exports)
     assert entry.sha256 == sha256_of(entry_dir / "tiny_lc.weights.h5")
     assert entry.notop_sha256 == sha256_of(entry_dir / "tiny_lc_notop.weights.h5")
     assert entry.model == "resnet_lc20_16x4" and entry.weights == "cifar10" and entry.classes == 10
     assert entry.command.startswith("keras-lc train --model resnet_lc20 --expansion 4")
     assert abs(entry.top1 - entry.top1_folded) <= 0.01 and 0 <= entry.top1 <= 1
-    card = (entry_dir / "MODEL_CARD.md").read_text()
+    card = (entry_dir / "README.md").read_text()
     assert "Not the paper's full recipe**: 1 epochs instead of 75" in card and entry.sha256 in card
     assert f"{entry.top1:.2%}" in card
     with h5py.File(entry_dir / "tiny_lc.weights.h5") as f:  # compact: no frozen kernel stored

@@ -37,7 +37,7 @@ def check_slice(cifar_archive):
 def test_the_four_table1_models_are_published():
     assert set(PUBLISHED) <= set(weights.published_weights())
     for name in PUBLISHED:
-        card = (ZOO / name / "MODEL_CARD.md").read_text()
+        card = (ZOO / name / "README.md").read_text()
         entry = weights.published_weights()[name]
         assert f"{entry.top1:.2%}" in card and f"{entry.slice_top1:.2%}" in card
         assert entry.command.startswith("keras-lc train ") and entry.epochs >= 1

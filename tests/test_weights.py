@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from keras_lc import manifest as manifest_lib
 from keras_lc import weights as weights_lib
 from keras_lc.weights import PretrainedWeights
 
@@ -201,7 +202,7 @@ def test_advice_depends_on_where_the_manifest_lies(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("KERAS_LC_ZOO", raising=False)
     packaged = tmp_path / "published"
-    monkeypatch.setattr(weights_lib, "_PACKAGED_ZOO", packaged)  # stands for the wheel's folder
+    monkeypatch.setattr(manifest_lib, "PACKAGED_ZOO", packaged)  # stands for the wheel's folder
     path = _broken(packaged, "tiny_cifar10", "{")
     with pytest.raises(weights_lib.ManifestError, match=r"it ships with keras-lc: reinstall keras-lc\.$"):
         weights_lib.published_weights(requested="tiny_cifar10")

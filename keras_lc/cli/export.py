@@ -1,5 +1,6 @@
 """`keras-lc export`: publish a finished run into `zoo/NAME/` (see `keras_lc.export.export_run`)."""
 
+import argparse
 import json
 
 from keras_lc.cli.common import UsageError, positive_int
@@ -12,7 +13,7 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "export", help="publish a finished run into zoo/NAME/",
         description="Write zoo/NAME/: compact training-form weights, the folded inference model "
-        "(.keras and a TensorFlow SavedModel), a model card and the manifest the weights registry "
+        "(.keras, and its SavedModel, ONNX and LiteRT exports, each checked in its own runtime), a model card and the manifest the weights registry "
         "reads, with the accuracy of both forms measured on the run's test split.")
     parser.add_argument("run", metavar="RUN_DIR", help="run directory written by 'keras-lc train'")
     parser.add_argument("--name", required=True, help="published name, e.g. resnet_lc20_16x128_frozen_cifar10")
@@ -27,23 +28,60 @@ def add_parser(subparsers):
                         help="the paper's top-1 for this configuration (e.g. 0.9189), shown beside ours")
     parser.add_argument("--hardware", metavar="TEXT",
                         help="the machine it trained on (default: what the run recorded)")
+    parser.add_argument("--formats", default="auto", type=_formats, metavar="LIST",
+                        help="exports of the folded model, comma-separated from saved_model, onnx, litert "
+                        "(default: auto, every format whose packages are installed; onnx and litert need "
+                        "pip install 'keras-lc[export]')")
+    parser.add_argument("--push", metavar="hf://ORG/REPO[@REVISION]",
+                        help="then upload zoo-dir/NAME to this Hugging Face Hub repository (created if "
+                        "missing; the token is huggingface_hub's: HF_TOKEN or 'hf auth login'; needs "
+                        "pip install 'keras-lc[hub]')")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing zoo-dir/NAME exported from another run")
     return parser
 
 
+def _formats(text):
+    """`--formats`: `auto` or a comma-separated list of `keras_lc.interchange.FORMATS`."""
+    from keras_lc.interchange import FORMATS
+
+    formats = text if text == "auto" else tuple(f.strip() for f in text.split(",") if f.strip())
+    if formats != "auto" and (not formats or set(formats) - set(FORMATS)):
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a comma-separated list of {', '.join(FORMATS)}, got {text!r}")
+    return formats
+
+
 def run(args):
     """Run `keras-lc export` from parsed arguments; returns the exit status."""
     import dataclasses
+    import sys
+    from pathlib import Path
 
+    from keras_lc import hub, interchange
     from keras_lc.export import export_run
 
+    if args.push is not None:  # checked before the long export, not after
+        try:
+            hub.parse(args.push)
+            hub.require_client()
+        except (ValueError, ImportError) as error:
+            raise UsageError(str(error)) from None
+    skipped = [f for f in interchange.FORMATS if interchange.missing_packages(f)] if args.formats == "auto" else []
+    if skipped:
+        print(f"keras-lc export: not writing {', '.join(skipped)} (their packages are not installed: "
+              f"{interchange.EXTRA})", file=sys.stderr)
     try:
         entry = export_run(args.run, args.name, args.zoo_dir, args.weights_tag, args.data_dir,
                            args.test_per_class, args.batch_size, args.paper_top1, args.hardware,
-                           overwrite=args.overwrite)
-    except (FileNotFoundError, ValueError) as error:
+                           overwrite=args.overwrite, formats=args.formats)
+    except (FileNotFoundError, ValueError, interchange.MissingExtraError) as error:
         raise UsageError(str(error)) from None
+    if args.push is not None:
+        folder = Path(args.zoo_dir) / entry.name
+        print(f"keras-lc export: uploaded {folder} to {args.push} ({hub.push(folder, args.push)})",
+              file=sys.stderr)
     print(json.dumps({k: v for k, v in dataclasses.asdict(entry).items()
-                      if k in ("name", "model", "weights", "top1", "top1_folded", "sha256")}))
+                      if k in ("name", "model", "weights", "top1", "top1_folded", "sha256")}
+                     | {"exports": {e.format: e.file_name for e in entry.exports}}))
     return 0

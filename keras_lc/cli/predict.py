@@ -24,7 +24,7 @@ def add_parser(subparsers):
         "predict", help="classify image files with a published model (top-k classes)",
         description="Print a published model's top-k classes with probabilities for each image "
         "file (or each image in a folder).")
-    parser.add_argument("model", metavar="NAME", help="published model (see 'keras-lc list --pretrained')")
+    parser.add_argument("model", metavar="NAME", help="published model (see 'keras-lc list --pretrained') or hf://ORG/REPO[@REVISION]")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="image file or folder of images")
     parser.add_argument("--top", type=positive_int, default=3, help="classes per image (default: 3)")
     parser.add_argument("--batch-size", type=positive_int, default=256,
@@ -66,21 +66,31 @@ def run(args):
     """Run `keras-lc predict` from parsed arguments; returns the exit status."""
     import numpy as np
 
-    from keras_lc import zoo
+    from keras_lc import hub, zoo
     from keras_lc.weights import published_weights
 
-    published = published_weights(requested=args.model)
-    if args.model not in published:
-        raise UsageError(f"{args.model!r} is not a published model; published models: "
-                         f"{sorted(published)} (see 'keras-lc list --pretrained')")
-    entry = published[args.model]
+    if hub.is_hub_id(args.model):
+        try:
+            entry = hub.manifest(args.model)
+        except (ValueError, ImportError) as error:
+            raise UsageError(str(error)) from None
+    else:
+        published = published_weights(requested=args.model)
+        if args.model not in published:
+            raise UsageError(f"{args.model!r} is not a published model; published models: "
+                             f"{sorted(published)} (see 'keras-lc list --pretrained'), or hf://ORG/REPO")
+        entry = published[args.model]
     if args.top > entry.classes:
         raise UsageError(f"--top must be at most {entry.classes} (the model's classes). Received: {args.top}")
     files = image_files(args.images)
     size = tuple(entry.preprocessing.input_size[:2]) if entry.preprocessing else None
     images = np.stack([_load(path, size) for path in files])
-    model = zoo.load_published(entry.name)
+    source = args.model if hub.is_hub_id(args.model) else entry.name
+    try:
+        model = zoo.load_published(source)
+    except ValueError as error:  # e.g. a Hub file whose sha256 is not its manifest's
+        raise UsageError(str(error)) from None
     probabilities = np.asarray(model.predict(images, batch_size=args.batch_size, verbose=0))
-    for path, best in zip(files, zoo.decode_predictions(probabilities, args.top, weights=entry.name)):
+    for path, best in zip(files, zoo.decode_predictions(probabilities, args.top, weights=source)):
         print(f"{os.fspath(path)}: " + ", ".join(f"{label} {score:.3f}" for _, label, score in best))
     return 0

@@ -6,8 +6,9 @@
 - `check_weights` / `load_weights`: keras.applications' `weights` argument
   (`None`, a local file, or a published name) checked before a model is
   built, and the one hook that loads it into the built model.
-- `load_published(name)`: a published model (a `keras-lc export` name) built
-  by its builder with its weights.
+- `load_published(name)`: a published model (a `keras-lc export` name, or a
+  Hugging Face Hub repository `hf://ORG/REPO[@REVISION]`, `keras_lc.hub`)
+  built by its builder with its weights.
 - `preprocessing_for` / `preprocessing_layer`: the normalization a builder
   puts in front of the model (`include_preprocessing`);
   `preprocess_input` and `decode_predictions`: the same normalization and
@@ -19,6 +20,7 @@ import os
 
 import numpy as np
 
+from keras_lc import hub
 from keras_lc.weights import Preprocessing, fetch, published_weights
 from keras_lc.zoo.registry import get_model
 
@@ -43,7 +45,7 @@ def pretrained_weights(arch):
 
 
 def load_published(name, include_top=True, **overrides):
-    """The published model `name` (a `keras-lc export` name) built with its weights.
+    """The published model `name` (a `keras-lc export` name or `hf://ORG/REPO[@REVISION]`) with its weights.
 
     The same model as the builder call its card shows: the manifest's
     builder with the architecture arguments of its `model_kwargs` and
@@ -63,6 +65,9 @@ def load_published(name, include_top=True, **overrides):
     >>> model.output_shape, model.layers[1].name
     ((None, 10), 'preprocessing')
     """
+    if hub.is_hub_id(name):
+        entry = hub.manifest(name)
+        return _build_published(entry, name, include_top, overrides)
     published = published_weights(requested=name)
     if name not in published:
         close = difflib.get_close_matches(str(name), list(published), n=3, cutoff=0.5)
@@ -71,8 +76,12 @@ def load_published(name, include_top=True, **overrides):
             + (f"; did you mean one of {close}?" if close else ".")
             + f" Published: {sorted(published) or 'none'}."
         )
-    entry = published[name]
-    kwargs = dict(entry.model_kwargs, weights=entry.weights, include_top=include_top)
+    return _build_published(published[name], published[name].weights, include_top, overrides)
+
+
+def _build_published(entry, weights, include_top, overrides):
+    """`entry`'s builder with its architecture arguments and `weights` (its tag or hub id)."""
+    kwargs = dict(entry.model_kwargs, weights=weights, include_top=include_top)
     kwargs.pop("classifier_activation", None)  # how it trained, not what it is: softmax
     if not include_top:
         kwargs.pop("classes", None)
@@ -96,20 +105,32 @@ def check_weights(weights, arch, include_top, classes, frozen_spatial=None):
     """
     if weights is None or _is_weights_file(weights):
         return None
-    published = pretrained_weights(arch)
-    if not isinstance(weights, str) or weights not in published:
-        raise ValueError(
-            "The `weights` argument should be either `None` (random initialization), "
-            f"the name of pretrained weights published for '{arch}' ({_tags(published)}), "
-            f"or the path to an existing {' or '.join(WEIGHTS_SUFFIXES)} file.  "
-            f"Received: weights={weights!r}"
-        )
-    entry = published[weights]
+    if hub.is_hub_id(weights):
+        entry, published = hub.manifest(weights), {}
+        if entry.model != arch:
+            raise ValueError(
+                f"The Hub model {weights} is a '{entry.model}'"
+                + (f" (builder '{entry.builder}')" if entry.builder not in (None, entry.model) else "")
+                + f", not a '{arch}': build it with keras_lc.zoo.load_published({weights!r}). "
+                f"Received: weights={weights!r}"
+            )
+    else:
+        published = pretrained_weights(arch)
+        if not isinstance(weights, str) or weights not in published:
+            raise ValueError(
+                "The `weights` argument should be either `None` (random initialization), "
+                f"the name of pretrained weights published for '{arch}' ({_tags(published)}), "
+                f"a Hugging Face Hub model (hf://ORG/REPO[@REVISION]), "
+                f"or the path to an existing {' or '.join(WEIGHTS_SUFFIXES)} file.  "
+                f"Received: weights={weights!r}"
+            )
+        entry = published[weights]
     trained = entry.model_kwargs.get("frozen_spatial")
     if frozen_spatial is not None and trained is not None and trained != frozen_spatial:
         raise ValueError(
             f"The weights {weights!r} of '{arch}' were trained with frozen_spatial={trained}: "
-            f"pass frozen_spatial={trained}, or choose weights that fit ({_tags(published)}). "
+            f"pass frozen_spatial={trained}"
+            + (f", or choose weights that fit ({_tags(published)}). " if published else ". ") +
             f"Received: weights={weights!r}, frozen_spatial={frozen_spatial}"
         )
     if include_top and classes != entry.classes:
@@ -133,6 +154,9 @@ def load_weights(model, weights, arch, include_top=True, entry=None):
         return model
     if _is_weights_file(weights):
         path, expected = weights, "the model it was saved from"
+    elif hub.is_hub_id(weights):
+        entry = entry or hub.manifest(weights)
+        path = hub.fetch(weights, entry, include_top)
     else:
         entry = entry or pretrained_weights(arch)[weights]
         path = fetch(entry, include_top=include_top)
@@ -223,7 +247,9 @@ def preprocessing_layer(preprocessing, name="preprocessing"):
 
 
 def _published_by(weights):
-    """The published entries `weights` names: a published model name, or a tag."""
+    """The published entries `weights` names: a published model name, a tag, or a Hub id."""
+    if hub.is_hub_id(weights):
+        return [hub.manifest(weights)]
     published = published_weights(requested=weights)
     if weights in published:
         return [published[weights]]

@@ -1,0 +1,59 @@
+"""The typed records of a manifest (`keras_lc.manifest`): read back exactly, malformed ones named."""
+
+import json
+import re
+
+import pytest
+
+from keras_lc.manifest import ExportCheck, ManifestError, Preprocessing
+from keras_lc.weights import PretrainedWeights
+
+BASE = dict(name="tiny_cifar10", model="resnet_lc20", model_kwargs={"expansion": 1}, weights="cifar10",
+            dataset="cifar10", classes=10, file_name="tiny.weights.h5", sha256="0" * 64, top1=0.5,
+            top1_folded=0.5, epochs=1, recipe="test", command="none", trainable_params=1, total_params=1)
+ONNX = {"format": "onnx", "file_name": "tiny.onnx", "sha256": "a" * 64, "runtime": "onnxruntime 1.32.0",
+        "max_relative_difference": 9.2e-07, "sample_top1": 0.9}
+
+
+def _write(tmp_path, **fields):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({**BASE, **fields}))
+    return path
+
+
+def test_exports_and_preprocessing_read_back_as_their_records(tmp_path):
+    preprocessing = {"input_size": [32, 32, 3], "value_range": [0, 255], "mean": [0.5, 0.4, 0.3],
+                     "std": [0.2, 0.25, 0.3]}
+    litert = {**ONNX, "format": "litert", "file_name": "tiny.tflite", "sample_top1": None}
+    entry = PretrainedWeights.from_json(_write(tmp_path, exports=[ONNX, litert], preprocessing=preprocessing))
+    assert entry.exports == [ExportCheck(**ONNX), ExportCheck(**litert)]
+    assert entry.preprocessing == Preprocessing((32, 32, 3), (0, 255), (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    assert entry.export("litert").file_name == "tiny.tflite"
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "manifest.json").write_text(entry.to_json())
+    assert PretrainedWeights.from_json(again / "manifest.json") == entry
+
+
+@pytest.mark.parametrize("broken", [
+    {k: v for k, v in ONNX.items() if k != "sha256"},
+    {**ONNX, "max_relative_difference": "small"},
+    {**ONNX, "runtime": ""},
+    {**ONNX, "surprise": 1},
+    {**ONNX, "sample_top1": True},
+    "onnx",
+])
+def test_a_malformed_export_entry_is_named(tmp_path, broken):
+    path = _write(tmp_path, exports=[broken])
+    with pytest.raises(ManifestError, match=rf"^Manifest '.*manifest.json' has a malformed entry in `exports`: "
+                       rf".*Received: {re.escape(repr(broken))}; fix or remove that file\.$"):
+        PretrainedWeights.from_json(path)
+
+
+def test_asking_for_a_format_it_lacks_lists_what_it_has(tmp_path):
+    entry = PretrainedWeights.from_json(_write(tmp_path, exports=[ONNX]))
+    with pytest.raises(ValueError, match=r"'tiny_cifar10' has no 'litert' export; it has \['onnx'\]"):
+        entry.export("litert")
+    bare = PretrainedWeights.from_json(_write(tmp_path))
+    with pytest.raises(ValueError, match=r"has no 'onnx' export; it has \[\]"):
+        bare.export("onnx")
