@@ -24,7 +24,6 @@ one that is not gives a `MissingExtraError` naming the extra.
 
 import contextlib
 import importlib.metadata
-import importlib.util
 import logging
 import os
 import shutil
@@ -36,6 +35,7 @@ import numpy as np
 
 from keras_lc.archives import sha256_of, tree_sha256
 from keras_lc.manifest import ExportCheck
+from keras_lc.startup import is_installed
 
 FORMATS = ("saved_model", "onnx", "litert")
 #: The Python modules each format needs, to write it and to run it back.
@@ -63,11 +63,13 @@ def file_name(format, name):
 
 def missing_packages(format):
     """The modules `format` needs that are not installed (empty when it can be written and run)."""
-    return [m for m in REQUIREMENTS[format] if importlib.util.find_spec(m) is None]
+    return [m for m in REQUIREMENTS[format] if not is_installed(m)]
 
 
 def resolve_formats(formats="auto"):
     """The formats to write: `"auto"` (all whose packages are installed) or a list of `FORMATS`.
+
+    An empty list writes none (only the folded `.keras`, e.g. without TensorFlow).
 
     Raises `ValueError` for an unknown format and `MissingExtraError` for one
     whose packages are missing, each on one line.
@@ -76,7 +78,7 @@ def resolve_formats(formats="auto"):
         return tuple(f for f in FORMATS if not missing_packages(f))
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
+    if unknown:
         raise ValueError(f"Export formats must be 'auto' or some of {list(FORMATS)}. Received: {formats!r}")
     for f in formats:
         missing = missing_packages(f)

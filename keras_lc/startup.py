@@ -1,4 +1,5 @@
-"""TensorFlow's C++ start-up lines, hidden for the `keras-lc` command line (imports no TensorFlow).
+"""TensorFlow's C++ start-up lines, hidden for the `keras-lc` command line (imports no TensorFlow);
+whether TensorFlow is here at all (`has_tensorflow`, `uses_tensorflow`).
 
 `import tensorflow` makes TensorFlow's C++ library write lines such as
 absl's "WARNING: All log messages before absl::InitializeLog() is called are
@@ -69,12 +70,42 @@ def native_stderr_silenced(verbose=False):
         os.close(saved)
 
 
+def is_installed(module):
+    """True if `module` can be imported here (checked without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked or half-installed package
+        return False
+
+
+def has_tensorflow():
+    """True if TensorFlow can be imported here (checked without importing it).
+
+    keras-lc runs without it on the JAX and PyTorch backends: the NumPy input
+    pipeline replaces tf.data, and only what is TensorFlow's (SavedModel,
+    LiteRT, `tf.distribute` strategies, TensorBoard logs) is left out.
+    """
+    return is_installed("tensorflow")
+
+
+def uses_tensorflow():
+    """True if TensorFlow is installed and Keras runs on it (its backend)."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow" and has_tensorflow()
+
+
 def import_tensorflow_quietly():
     """For `keras-lc` without `--verbose`: import TensorFlow without its C++ start-up lines.
 
-    Does nothing in any other program, or when TensorFlow is already imported.
+    Does nothing in any other program, when TensorFlow is already imported,
+    or when Keras runs on another backend (`KERAS_BACKEND`).
     """
     if "tensorflow" in sys.modules or not is_command_line() or wants_native_logs():
+        return
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow" or not has_tensorflow():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later C++ INFO/WARNING lines too
     with native_stderr_silenced():

@@ -16,7 +16,7 @@ import re
 import sys
 
 from keras_lc.files import one_line  # noqa: F401 (the package's one spelling; public here for the commands)
-from keras_lc.startup import native_stderr_silenced
+from keras_lc.startup import native_stderr_silenced, uses_tensorflow
 
 PROG = "keras-lc"
 
@@ -55,6 +55,8 @@ def init_devices_quietly(verbose=False):
     machines. TensorFlow's import-time lines are hidden by `keras_lc.startup`
     when `keras_lc` is imported by `keras-lc`.
     """
+    if not uses_tensorflow():  # JAX or PyTorch: their own devices, no CUDA probe of TensorFlow's
+        return
     with native_stderr_silenced(verbose):
         import tensorflow as tf
 

@@ -69,8 +69,9 @@ def run(args):
             raise UsageError(str(error)) from None
     skipped = [f for f in interchange.FORMATS if interchange.missing_packages(f)] if args.formats == "auto" else []
     if skipped:
-        print(f"keras-lc export: not writing {', '.join(skipped)} (their packages are not installed: "
-              f"{interchange.EXTRA})", file=sys.stderr)
+        needs = "; ".join(f"{f} needs {', '.join(interchange.missing_packages(f))}" for f in skipped)
+        print(f"keras-lc export: not writing {', '.join(skipped)}, whose packages are not installed "
+              f"({needs}; onnx and litert: {interchange.EXTRA})", file=sys.stderr)
     try:
         entry = export_run(args.run, args.name, args.zoo_dir, args.weights_tag, args.data_dir,
                            args.test_per_class, args.batch_size, args.paper_top1, args.hardware,

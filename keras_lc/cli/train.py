@@ -116,8 +116,10 @@ def add_parser(subparsers):
                         help="image folders: train on the first N images of each class")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="auto: multiworker if TF_CONFIG names several workers, mirrored if "
-                             "several GPUs, else default; mirrored: all visible GPUs; "
-                             "multiworker: cluster from TF_CONFIG (default: auto)")
+                             "several GPUs, on JAX data_parallel if several devices, else default; "
+                             "mirrored: all visible GPUs (TensorFlow); multiworker: cluster from "
+                             "TF_CONFIG (TensorFlow); data_parallel: keras.distribution.DataParallel "
+                             "over every device (JAX) (default: auto)")
     parser.add_argument("--no-validation", action="store_true",
                         help="skip the per-epoch test evaluation (final evaluation still runs)")
     parser.add_argument("--validate-every", type=positive_int, default=1, metavar="N",

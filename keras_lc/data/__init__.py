@@ -13,7 +13,7 @@ One module per concern; every name is importable from `keras_lc.data`:
 - `datasets`: `DatasetSpec`, `DATASETS`, `get_spec`, `CIFAR10_MEAN`,
   `CIFAR10_STD`, `normalize`.
 - `folders`: image folders: `find_image_folder`, `is_image_folder`,
-  `list_image_files`, `check_images`, `load_image_folder`,
+  `list_image_files`, `check_images`, `load_image_folder`, `decode_images`,
   `IMAGE_EXTENSIONS`, `TEST_SPLIT_FOLDERS`.
 - `sources`: `load_dataset` (image folders and tensorflow-datasets) and the
   `LoadedDataset` it returns.
@@ -38,6 +38,7 @@ from keras_lc.data.folders import (
     IMAGE_EXTENSIONS,
     TEST_SPLIT_FOLDERS,
     check_images,
+    decode_images,
     find_image_folder,
     is_image_folder,
     list_image_files,
@@ -59,6 +60,7 @@ __all__ = [
     "augmentation_seed",
     "cache_dir",
     "check_images",
+    "decode_images",
     "extract_archive",
     "find_image_folder",
     "get_spec",

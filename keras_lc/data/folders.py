@@ -4,8 +4,8 @@ An image folder (or an archive of one, unpacked once into the cache by
 `keras_lc.archives`) is laid out `split/class/image.ext`; the class index is
 the alphabetical order of the class folder names (for CIFAR-10 the standard
 label order). `list_image_files` lists a split, `check_images` checks every
-file before any training starts, `load_image_folder` decodes a split into
-NumPy arrays, `find_image_folder` and `is_image_folder` locate one.
+file before any training starts, `load_image_folder` (and `decode_images`)
+decodes a split into NumPy arrays, `find_image_folder` and `is_image_folder` locate one.
 """
 
 import re
@@ -53,23 +53,59 @@ def load_image_folder(data, split, per_class=None, offset=0):
     Returns:
         `(images, labels, class_names)`: uint8 `(n, h, w, 3)`, int32 `(n,)`.
     """
-    import tensorflow as tf
-
     paths, labels, class_names = list_image_files(
         find_image_folder(data, split), per_class, offset
     )
     check_images(paths)
+    return decode_images(paths), labels, class_names
+
+
+def decode_images(paths, channels=3):
+    """uint8 `(n, h, w, channels)` of image files of one size: TensorFlow's decode where it is
+    installed (what the tf.data pipeline feeds), else Pillow's.
+
+    The two differ for JPEGs: TensorFlow's default is libjpeg's fast integer
+    DCT, Pillow's the accurate one; on the CIFAR-10 JPEGs about two thirds of
+    the values differ, by at most 5 levels (`tests/data/test_arrays.py`).
+    TensorFlow's stays the default where it exists so every run and
+    published figure sees the pixels the published models were trained on.
+    """
+    from keras_lc.startup import has_tensorflow
+
+    if has_tensorflow():
+        return _decode_with_tensorflow(paths, channels)
+    from PIL import Image
+
+    mode = {1: "L", 3: "RGB"}[channels]
     images = []
     for path in paths:
         try:
-            images.append(tf.io.decode_image(tf.io.read_file(path), channels=3).numpy())
+            with Image.open(path) as image:
+                array = np.asarray(image.convert(mode))
+        except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ...
+            raise DataError(
+                f"Image '{path}' cannot be decoded ({one_line(error)}); replace it with a valid "
+                "JPEG or PNG file or remove it."
+            ) from None
+        images.append(array if channels == 3 else array[..., None])
+    return np.stack(images)
+
+
+def _decode_with_tensorflow(paths, channels):
+    import tensorflow as tf
+
+    images = []
+    for path in paths:
+        try:
+            images.append(tf.io.decode_image(tf.io.read_file(path), channels=channels,
+                                              expand_animations=False).numpy())
         except tf.errors.OpError as error:
             reason = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", error.message.splitlines()[0]).strip()
             raise DataError(
                 f"Image '{path}' cannot be decoded ({reason}); replace it with a valid JPEG or "
                 "PNG file or remove it."
             ) from None
-    return np.stack(images), labels, class_names
+    return np.stack(images)
 
 
 #: The last bytes of a complete file of each accepted format.

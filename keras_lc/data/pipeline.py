@@ -1,5 +1,8 @@
 """The paper's tf.data pipelines: `make_pipeline` and its stateless augmentations.
 
+Without TensorFlow, `make_pipeline` returns the NumPy pipeline of
+`keras_lc.data.arrays` instead (same batches' layout, same guarantees).
+
 Every random choice of the training augmentation is a function of
 `augmentation_seed(seed, epoch, example index)`, so a run resumed at any
 epoch sees exactly the batches of an uninterrupted one.
@@ -85,6 +88,10 @@ def make_pipeline(
 ):
     """Batched, augmented, normalized `tf.data` pipeline over a `LoadedDataset`.
 
+    Where TensorFlow is not installed: a `keras_lc.data.arrays.ArrayPipeline`
+    (a `keras.utils.PyDataset`) over the decoded arrays, for 32x32 RGB
+    datasets with the CIFAR augmentation or none.
+
     Yields `(float32 images (b, s, s, 3) standardized with the dataset's
     mean/std, float32 one-hot labels (b, classes))`. Decoding runs in
     parallel, decoded images are cached (in memory by default for the
@@ -128,12 +135,30 @@ def make_pipeline(
     generators and restart with the process.
     """
     import keras
-    import tensorflow as tf
+
+    from keras_lc.startup import has_tensorflow
 
     spec = data.spec
     size = image_size or spec.image_size
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    if training and epochs is not None and len(epochs) == 0:
+        raise ValueError(f"`epochs` must be a non-empty range. Received: epochs={epochs!r}")
+    if not has_tensorflow():
+        from keras_lc.data.arrays import ArrayPipeline
+
+        if randaugment or mixup_alpha or cutmix_alpha or size != spec.native_size:
+            raise ValueError(
+                "Without TensorFlow the input pipeline is the NumPy one (keras_lc.data.arrays), "
+                "which has no RandAugment, MixUp, CutMix or resizing; install TensorFlow for them. "
+                f"Received: randaugment={randaugment!r}, mixup_alpha={mixup_alpha!r}, "
+                f"cutmix_alpha={cutmix_alpha!r}, image_size={size!r}"
+            )
+        images, labels = data.arrays()
+        return ArrayPipeline(images, labels, spec, training, batch_size, augment, seed,
+                             epochs if training else None, normalize)
+    import tensorflow as tf
+
     imagenet = spec.augmentation == "imagenet"
     if (randaugment or mixup_alpha or cutmix_alpha) and not imagenet:
         raise ValueError(
@@ -196,8 +221,6 @@ def make_pipeline(
     # epoch, the key of its augmentation.
     buffer = shuffle_buffer or (10_000 if imagenet else max(data.num_examples, 1))
     if training and epochs is not None:
-        if len(epochs) == 0:
-            raise ValueError(f"`epochs` must be a non-empty range. Received: epochs={epochs!r}")
         base_seed = 0 if seed is None else int(seed)
         dataset = functools.reduce(
             lambda joined, more: joined.concatenate(more),  # batches never straddle epochs

@@ -14,6 +14,7 @@ from keras_lc.data.datasets import DatasetSpec, get_spec
 from keras_lc.data.folders import (
     TEST_SPLIT_FOLDERS,
     check_images,
+    decode_images,
     find_image_folder,
     is_image_folder,
     list_image_files,
@@ -36,6 +37,9 @@ class LoadedDataset:
         source: Where the examples come from (folder or tfds directory).
         make_dataset: Builds the unbatched `(uint8 image (h, w, channels),
             int32 label)` dataset; `dataset` calls it once.
+        make_arrays: Decodes the split into `(uint8 images (n, h, w,
+            channels), int32 labels (n,))` without TensorFlow (image folders;
+            `None` for tensorflow-datasets); `arrays()` calls it once.
     """
 
     spec: DatasetSpec
@@ -44,7 +48,9 @@ class LoadedDataset:
     class_names: List[str]
     source: str
     make_dataset: Callable = field(repr=False)
+    make_arrays: Callable = field(default=None, repr=False)
     _dataset: object = field(default=None, init=False, repr=False, compare=False)
+    _arrays: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def dataset(self):
@@ -53,10 +59,19 @@ class LoadedDataset:
             self._dataset = self.make_dataset()
         return self._dataset
 
+    def arrays(self):
+        """`(images, labels)` of the whole split as NumPy arrays (decoded once, with Pillow)."""
+        if self.make_arrays is None:
+            raise ValueError(
+                f"{self.spec.name} from {self.source} comes from tensorflow-datasets, which needs "
+                "TensorFlow; without TensorFlow pass an image folder or archive (--data-dir)."
+            )
+        if self._arrays is None:
+            self._arrays = self.make_arrays()
+        return self._arrays
+
 
 def _from_image_folder(spec, data_dir, split, per_class, offset):
-    import tensorflow as tf
-
     splits = TEST_SPLIT_FOLDERS if split == "test" else (split,)
     errors = []
     for candidate in splits:
@@ -78,6 +93,8 @@ def _from_image_folder(spec, data_dir, split, per_class, offset):
         check_images(paths, (native, native), spec.name)
 
     def decode(path, label):
+        import tensorflow as tf
+
         image = tf.io.decode_image(
             tf.io.read_file(path), channels=spec.channels, expand_animations=False
         )
@@ -86,11 +103,14 @@ def _from_image_folder(spec, data_dir, split, per_class, offset):
         return image, label
 
     def make_dataset():
+        import tensorflow as tf
+
         return tf.data.Dataset.from_tensor_slices((paths, labels)).map(
             decode, num_parallel_calls=tf.data.AUTOTUNE
         )
 
-    return LoadedDataset(spec, split, len(paths), class_names, f"folder:{folder}", make_dataset)
+    return LoadedDataset(spec, split, len(paths), class_names, f"folder:{folder}", make_dataset,
+                         lambda: (decode_images(paths, spec.channels), labels))
 
 
 def _from_tfds(spec, data_dir, split, download, per_class, offset):

@@ -34,6 +34,7 @@ from keras_lc.training.run_dir import (
 )
 from keras_lc.training.strategy import (
     batchnorm_layers,
+    accelerators,
     describe_hardware,
     get_strategy,
     resolve_strategy_name,
@@ -91,9 +92,7 @@ def lc_implementations(model):
 
 
 def _mixed_policy():
-    import tensorflow as tf
-
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16" if accelerators() else "mixed_bfloat16"
 
 
 def train(
@@ -233,8 +232,8 @@ def train(
                 keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False, profile_batch=0)
             )
         elif is_chief:
-            say("[keras-lc] the tensorboard package is not installed: no TensorBoard logs "
-                "(pip install tensorboard); history.csv and learning_curve.png are written.")
+            say("[keras-lc] tensorboard or TensorFlow is not installed: no TensorBoard logs "
+                "(pip install tensorboard tensorflow); history.csv and learning_curve.png are written.")
         start = time.perf_counter()
         history = model.fit(
             train_ds,
@@ -288,18 +287,26 @@ def train(
         return summary
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        if hasattr(strategy, "release"):  # Keras' DataParallel: the global distribution unset
+            strategy.release()
         if run_dir is not None:
             run_dir.close()
 
 
 def _pipelines(train_data, test_data, recipe, first_epoch):
     """The training pipeline of epochs `first_epoch..recipe.epochs-1` and the test pipeline."""
-    import tensorflow as tf
-
     from keras_lc.data import make_pipeline
+    from keras_lc.startup import has_tensorflow
 
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    def sharded(pipeline):  # tf.data only: shard by batch under multi-worker strategies
+        if pipeline is None or not has_tensorflow():
+            return pipeline
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return pipeline.with_options(options)
+
     train_ds = make_pipeline(
         train_data,
         training=True,
@@ -310,12 +317,11 @@ def _pipelines(train_data, test_data, recipe, first_epoch):
         randaugment=recipe.randaugment,
         mixup_alpha=recipe.mixup_alpha,
         cutmix_alpha=recipe.cutmix_alpha,
-    ).with_options(options)
+    )
     test_ds = None
     if test_data is not None:
         test_ds = make_pipeline(test_data, training=False, batch_size=recipe.batch_size)
-        test_ds = test_ds.with_options(options)
-    return train_ds, test_ds
+    return sharded(train_ds), sharded(test_ds)
 
 
 def _compiled_model(build_model, strategy, strategy_name, replicas, recipe, steps_per_epoch):
@@ -327,7 +333,9 @@ def _compiled_model(build_model, strategy, strategy_name, replicas, recipe, step
         if not model.built:
             raise ValueError("`build_model` must return a built model (give it an input shape).")
         model = _float32_outputs(model)
-        synced = synchronize_batchnorm(model) if replicas > 1 else 0
+        # tf.distribute splits BatchNorm statistics per replica unless synchronized; Keras'
+        # DataParallel (JAX) computes them over the global batch by itself.
+        synced = synchronize_batchnorm(model) if replicas > 1 and strategy_name in ("mirrored", "multiworker") else 0
         if strategy_name == "multiworker":
             work_around_multiworker_keras_bugs(model, strategy)
         model.compile(
@@ -367,9 +375,10 @@ def _float32_outputs(model):
 
 
 def _tensorboard_installed():
-    import importlib.util
+    """Keras' TensorBoard callback writes with `tf.summary`: it needs tensorboard and TensorFlow."""
+    from keras_lc.startup import has_tensorflow, is_installed
 
-    return importlib.util.find_spec("tensorboard") is not None
+    return is_installed("tensorboard") and has_tensorflow()
 
 
 def _remove_tree(path):

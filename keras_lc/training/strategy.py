@@ -1,13 +1,20 @@
 """Choosing a `tf.distribute` strategy, and synchronized BatchNorm for it.
 
+On the JAX and PyTorch backends (or without TensorFlow) training runs on one
+device: `auto` and `default` give a `SingleDevice`, and the TensorFlow
+strategies say so in one line.
+
 - `default`: one device (TensorFlow's default strategy).
 - `mirrored`: `MirroredStrategy` over every visible GPU (or, with no GPU,
   every visible logical CPU device); the global batch is split across the
   replicas and gradients are all-reduced.
 - `multiworker`: `MultiWorkerMirroredStrategy`; the cluster comes from the
   `TF_CONFIG` environment variable (same command on every worker).
+- `data_parallel` (JAX backend): Keras' `keras.distribution.DataParallel`
+  over every device (`KerasDataParallel`).
 - `auto`: `multiworker` when `TF_CONFIG` names more than one worker, else
-  `mirrored` when more than one GPU is visible, else `default`.
+  `mirrored` when more than one GPU is visible, else `default`; on JAX,
+  `data_parallel` when it sees several devices, else `default`.
 
 BatchNorm under several replicas: Keras' `BatchNormalization` normalizes with
 the statistics of each replica's share of the batch unless
@@ -23,14 +30,75 @@ and it is switched off again before saving so the files load on any backend.
 import json
 import os
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "data_parallel")
+
+
+class SingleDevice:
+    """The one-device "strategy" of the JAX and PyTorch backends: Keras places the model itself.
+
+    It has what `train` reads of a `tf.distribute.Strategy`: `scope()`,
+    `num_replicas_in_sync` and no `cluster_resolver`.
+    """
+
+    num_replicas_in_sync = 1
+    cluster_resolver = None
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+class KerasDataParallel:
+    """Keras' own `keras.distribution.DataParallel` over every device, as `train` uses a strategy.
+
+    The JAX backend's data parallelism: each batch is split over the devices
+    and the step is one program over the whole mesh (BatchNorm statistics
+    are those of the global batch). Created, it sets the global Keras
+    distribution (it also shards what `fit` feeds); `release()` unsets it.
+    """
+
+    cluster_resolver = None
+
+    def __init__(self, devices=None):
+        import keras
+
+        self.distribution = keras.distribution.DataParallel(devices=devices)
+        self.num_replicas_in_sync = int(self.distribution.device_mesh.devices.size)
+        self._previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(self.distribution)
+
+    def scope(self):
+        return self.distribution.scope()
+
+    def release(self):
+        import keras
+
+        keras.distribution.set_distribution(self._previous)
+
+
+def accelerators():
+    """Names of the GPUs (or other accelerators) the current Keras backend sees."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [getattr(d, "device_kind", d.platform) for d in jax.devices() if d.platform != "cpu"]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    import tensorflow as tf
+
+    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
 
 
 def describe_hardware():
     """One line naming the machine a run trains on: CPU model and cores, GPUs."""
     import platform
-
-    import tensorflow as tf
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -38,12 +106,8 @@ def describe_hardware():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    gpus = [
-        tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-        for gpu in tf.config.list_physical_devices("GPU")
-    ]
-    accelerators = ", ".join(gpus) if gpus else "no GPU"
-    return f"{os.cpu_count()} CPU cores ({cpu}), {accelerators}"
+    gpus = accelerators()
+    return f"{os.cpu_count()} CPU cores ({cpu}), {', '.join(gpus) if gpus else 'no GPU'}"
 
 
 def _tf_config_workers():
@@ -59,10 +123,33 @@ def _tf_config_workers():
 
 def resolve_strategy_name(name="auto"):
     """The concrete strategy name `auto` stands for on this machine."""
-    import tensorflow as tf
+    from keras_lc.startup import uses_tensorflow
 
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
+    import keras
+
+    backend = keras.backend.backend()
+    if name == "data_parallel" and backend != "jax":
+        raise ValueError(
+            f"strategy='data_parallel' is Keras' keras.distribution.DataParallel, which keras-lc "
+            f"uses on the JAX backend; Keras runs on {backend!r} here "
+            + ("(on TensorFlow use strategy='mirrored')." if backend == "tensorflow" else "(use 'default').")
+        )
+    if not uses_tensorflow():
+        if name in ("mirrored", "multiworker"):
+            raise ValueError(
+                f"strategy={name!r} is TensorFlow's tf.distribute; Keras runs on {backend!r} here "
+                "(without TensorFlow, or KERAS_BACKEND): use 'default'"
+                + (", or 'data_parallel' over several devices." if backend == "jax" else ".")
+            )
+        if name == "auto" and backend == "jax":
+            import jax
+
+            return "data_parallel" if len(jax.devices()) > 1 else "default"
+        return name if name == "data_parallel" else "default"
+    import tensorflow as tf
+
     if name != "auto":
         return name
     if _tf_config_workers() > 1:
@@ -82,9 +169,15 @@ def get_strategy(name="auto", devices=None):
         devices: `mirrored` only: explicit device names; `None` takes every
             visible GPU, or every logical CPU device when there is no GPU.
     """
-    import tensorflow as tf
+    from keras_lc.startup import uses_tensorflow
 
     name = resolve_strategy_name(name)
+    if name == "data_parallel":
+        return KerasDataParallel(devices)
+    if not uses_tensorflow():
+        return SingleDevice()
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -104,6 +197,10 @@ def get_strategy(name="auto", devices=None):
 
 def strategy_name_of(strategy):
     """The `STRATEGIES` name of a strategy object (its class name if none fits)."""
+    if isinstance(strategy, SingleDevice):
+        return "default"
+    if isinstance(strategy, KerasDataParallel):
+        return "data_parallel"
     import tensorflow as tf
 
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):

@@ -31,7 +31,7 @@ def test_strategy_names_and_errors(monkeypatch):
     assert strategy.num_replicas_in_sync == 1 and worker_role(strategy) == (True, None, None)
     with pytest.raises(ValueError, match="strategy='multiworker' needs the cluster in the TF_CONFIG"):
         get_strategy("multiworker")
-    with pytest.raises(ValueError, match=r"one of \('auto', 'default', 'mirrored', 'multiworker'\)"):
+    with pytest.raises(ValueError, match=r"one of \('auto', 'default', 'mirrored', 'multiworker', 'data_parallel'\)"):
         get_strategy("horovod")
     cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
