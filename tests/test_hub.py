@@ -2,11 +2,11 @@
 served by a fake `huggingface_hub.hf_hub_download` that copies files into a cache as the real one
 does. Every file is verified against the manifest's sha256, as for any other source."""
 
+import json
 import re
 import shutil
 import sys
 import types
-from pathlib import Path
 
 import huggingface_hub
 import numpy as np
@@ -172,3 +172,14 @@ def test_predict_takes_a_hub_id(fake_hub, tmp_path, capsys):
     assert local_code == 0 and out == local_out and len(out.splitlines()) == 3
     code, _, err = run_cli(["predict", "hf://keras-lc", str(tmp_path)], capsys)
     assert code == 2 and "Received: 'hf://keras-lc'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_takes_a_hub_id(fake_hub, cifar_archive, capsys):
+    args = ["--data-dir", str(cifar_archive), "--test-per-class", "5"]
+    code, out, err = run_cli(["evaluate", "hf://keras-lc/resnet20-cifar10@v1", *args], capsys)
+    assert code == 0, err
+    from_hub = json.loads(out.strip().splitlines()[-1])
+    code, out, _ = run_cli(["evaluate", NAME, *args], capsys)
+    local = json.loads(out.strip().splitlines()[-1])
+    assert from_hub["model"] == "hf://keras-lc/resnet20-cifar10@v1" and from_hub["test_examples"] == 50
+    assert from_hub["top1"] == local["top1"] and from_hub["test_loss"] == local["test_loss"]

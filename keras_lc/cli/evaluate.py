@@ -25,7 +25,7 @@ def add_parser(subparsers):
     )
     parser.add_argument("run", metavar="RUN_DIR_OR_NAME",
                         help="run directory written by 'keras-lc train', or a published model's "
-                             "name (see 'keras-lc list --pretrained')")
+                             "name (see 'keras-lc list --pretrained'), or hf://ORG/REPO[@REVISION]")
     parser.add_argument("--weights", metavar="FILE",
                         help="run directories: weights file to evaluate instead of final.weights.h5")
     parser.add_argument("--data-dir", metavar="PATH",
@@ -80,7 +80,7 @@ def _run_dir(args):
 def _published(args, entry):
     import keras
 
-    from keras_lc import zoo
+    from keras_lc import hub, zoo
     from keras_lc.data import make_pipeline
 
     if args.weights:
@@ -91,9 +91,13 @@ def _published(args, entry):
     test = load_split(entry.dataset, "test", args, args.test_per_class)
     loss = keras.losses.CategoricalCrossentropy()
     raw = make_pipeline(test, training=False, batch_size=args.batch_size, normalize=False)
-    result = {"model": entry.name, "test_examples": test.num_examples}
-    result.update(_evaluate(zoo.load_published(entry.name), raw, loss))
-    folded_file = _folded_file(entry)
+    result = {"model": args.run if hub.is_hub_id(args.run) else entry.name, "test_examples": test.num_examples}
+    try:
+        model = zoo.load_published(args.run if hub.is_hub_id(args.run) else entry.name)
+    except ValueError as error:  # e.g. a Hub file whose sha256 is not its manifest's
+        raise UsageError(str(error)) from None
+    result.update(_evaluate(model, raw, loss))
+    folded_file = None if hub.is_hub_id(args.run) else _folded_file(entry)
     if folded_file is not None:
         folded = keras.saving.load_model(folded_file, safe_mode=True)
         result.update({f"folded_{k}": v for k, v in _evaluate(folded, raw, loss).items()})
@@ -110,8 +114,16 @@ def run(args):
     """Run `keras-lc evaluate` from parsed arguments; returns the exit status."""
     from keras_lc.weights import published_weights
 
+    from keras_lc import hub
+
     if os.path.isdir(args.run):
         result = _run_dir(args)
+    elif hub.is_hub_id(args.run):
+        try:
+            entry = hub.manifest(args.run)
+        except (ValueError, ImportError) as error:
+            raise UsageError(str(error)) from None
+        result = _published(args, entry)
     else:
         published = published_weights(requested=args.run)
         if args.run not in published:
