@@ -1,12 +1,29 @@
-"""Shared fixtures: real CIFAR-10 from ../shared/datasets, unpacked once into the cache."""
+"""Shared fixtures: isolation from the user's folders, and real CIFAR-10 from ../shared/datasets,
+unpacked once per session into the session's temporary cache.
+
+Isolation: no test reads or writes the user's `~/.cache/keras_lc`, `$KERAS_LC_ZOO` or
+`$KERAS_LC_WEIGHTS_URL`. Those variables are cleared when this file is imported (before
+collection reads the published models); a session fixture points `KERAS_LC_CACHE` and
+`KERAS_LC_ZOO` at folders under pytest's temporary directory (what session- and module-scoped
+fixtures see), and an autouse fixture empties both before every test (`keras_lc_cache`), all
+but the cache's `datasets/`, one store for the session, so the CIFAR-10 archive is unpacked
+once. The checkout's `zoo/` and the wheel's `published/` are searched after `$KERAS_LC_ZOO`,
+so an empty one hides no published model.
+"""
 
 import os
+import uuid
 from pathlib import Path
 
 # One BLAS thread for the NumPy references: on 2 cores a multi-threaded OpenBLAS contends
 # with TensorFlow's own thread pool (the library keeps its own decompositions on one thread
 # itself, `keras_lc.fold_math.single_threaded_blas`). Set before NumPy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+#: What chooses the folders keras_lc reads and writes: cleared for the whole test process.
+ISOLATED_VARIABLES = ("KERAS_LC_CACHE", "KERAS_LC_ZOO", "KERAS_LC_WEIGHTS_URL")
+for _variable in ISOLATED_VARIABLES:
+    os.environ.pop(_variable, None)
 
 import numpy as np  # noqa: E402
 import pytest
@@ -45,9 +62,57 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.cifar10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keras_lc_session_cache(tmp_path_factory):
+    """The test session's cache folder: `KERAS_LC_CACHE` for the whole session (and
+    `KERAS_LC_ZOO` its sibling `zoo/`), under pytest's temporary directory.
+
+    Its `datasets/` is a link to one store shared by the session, so an archive is unpacked
+    once; everything else in it (and the zoo folder) is emptied before each test by
+    `keras_lc_cache`. The path itself stays the same, so a run made by a module-scoped fixture
+    and one made by a test record the same unpacked-dataset paths.
+    """
+    root = tmp_path_factory.mktemp("keras_lc_session")
+    (root / "datasets").mkdir()
+    (root / "retired").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_LC_CACHE", str(root / "cache"))
+        patch.setenv("KERAS_LC_ZOO", str(root / "zoo"))
+        _fresh(root)
+        yield root / "cache"
+
+
+def _fresh(root):
+    """root/cache (with `datasets/` linked to root/datasets) and an empty root/zoo, what an
+    earlier test left there moved into root/retired/."""
+    for name in ("cache", "zoo"):
+        folder = root / name
+        if folder.exists() or folder.is_symlink():
+            folder.rename(root / "retired" / f"{name}-{uuid.uuid4().hex}")
+        folder.mkdir()
+    (root / "cache" / "datasets").symlink_to(root / "datasets", target_is_directory=True)
+
+
+@pytest.fixture(autouse=True)
+def keras_lc_cache(keras_lc_session_cache, monkeypatch):
+    """This test's cache: the session's, emptied (but for the shared `datasets/`), with an
+    empty `KERAS_LC_ZOO`; both variables set again, whatever an earlier test left."""
+    root = keras_lc_session_cache.parent
+    _fresh(root)
+    monkeypatch.setenv("KERAS_LC_CACHE", str(root / "cache"))
+    monkeypatch.setenv("KERAS_LC_ZOO", str(root / "zoo"))
+    return root / "cache"
+
+
 @pytest.fixture(scope="session")
-def cifar_archive():
-    return cifar10_archive()
+def cifar_archive(keras_lc_session_cache):
+    """The CIFAR-10 archive, unpacked once into the session's cache (every test reuses it)."""
+    path = cifar10_archive()
+    if path.is_file():
+        from keras_lc.archives import extract_archive
+
+        extract_archive(path, keras_lc_session_cache)
+    return path
 
 
 @pytest.fixture(scope="session")

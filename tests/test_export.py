@@ -1,16 +1,23 @@
 """`keras-lc export`: a finished run published into a zoo folder and loaded back by name."""
 
 import json
+import shutil
 
 import h5py
 import keras
+import numpy as np
 import pytest
 
 from keras_lc import cli, zoo
-from keras_lc.data import sha256_of
+from keras_lc.data import load_image_folder, sha256_of
 from keras_lc.export import load_run
+from keras_lc.samples import cifar10_test_sample
 from keras_lc.weights import PretrainedWeights
-from tests.reference import raw_from_normalized, rel_error
+from tests.reference import normalized_cifar10, raw_from_normalized, rel_error
+
+
+#: Test images per class of the run's test split (what the manifest's `top1` is measured on).
+TEST_PER_CLASS = 10
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +25,7 @@ def run_dir(tmp_path_factory, cifar_archive):
     out = tmp_path_factory.mktemp("runs") / "lc"
     code = cli.main(["train", "--model", "resnet_lc20", "--expansion", "4", "--dataset", "cifar10",
                      "--data-dir", str(cifar_archive), "--train-per-class", "20",
-                     "--test-per-class", "10", "--epochs", "1", "--batch-size", "50",
+                     "--test-per-class", str(TEST_PER_CLASS), "--epochs", "1", "--batch-size", "50",
                      "--no-validation", "--out", str(out)])
     assert code == 0
     return out
@@ -112,19 +119,60 @@ def test_weights_of_another_architecture_get_a_clear_error(published):
         zoo.resnet_lc20(expansion=2, weights=str(path), classifier_activation=None)
 
 
-def test_export_replaces_an_entry_and_refuses_bad_input(published, run_dir, capsys):
-    before = json.loads((published / "tiny_lc" / "manifest.json").read_text())
-    assert cli.main(["export", str(run_dir), "--name", "tiny_lc", "--zoo-dir", str(published),
+def test_export_replaces_an_entry_and_refuses_bad_input(published, run_dir, capsys, tmp_path):
+    zoo_dir = tmp_path / "zoo"  # a copy: the module's `published` zoo stays as other tests read it
+    shutil.copytree(published, zoo_dir, symlinks=True)
+    before = json.loads((zoo_dir / "tiny_lc" / "manifest.json").read_text())
+    assert cli.main(["export", str(run_dir), "--name", "tiny_lc", "--zoo-dir", str(zoo_dir),
                      "--weights-tag", "cifar10_again"]) == 0
-    after = json.loads((published / "tiny_lc" / "manifest.json").read_text())
+    after = json.loads((zoo_dir / "tiny_lc" / "manifest.json").read_text())
     assert after["weights"] == "cifar10_again" and after["sha256"] == before["sha256"]
-    assert sorted(p.name for p in published.iterdir()) == ["tiny_lc"]
+    assert sorted(p.name for p in zoo_dir.iterdir()) == ["tiny_lc"]
     capsys.readouterr()
-    assert cli.main(["export", str(run_dir), "--name", "Bad Name", "--zoo-dir", str(published)]) == 2
+    assert cli.main(["export", str(run_dir), "--name", "Bad Name", "--zoo-dir", str(zoo_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Received: 'Bad Name'" in err[0]
-    assert cli.main(["export", str(published), "--name", "x", "--zoo-dir", str(published)]) == 2
+    assert cli.main(["export", str(zoo_dir), "--name", "x", "--zoo-dir", str(zoo_dir)]) == 2
     assert "has no summary.json" in capsys.readouterr().err
+    assert json.loads((published / "tiny_lc" / "manifest.json").read_text())["weights"] == "cifar10"
+
+
+def _argmax_top1(model, images, labels):
+    """`(top-1, slack)`: the fraction of `labels` that `model`'s argmax on `images` gives, and
+    the fraction of images whose two highest outputs lie within 1e-5 (relative) of each other
+    (their argmax another batching's rounding may flip)."""
+    outputs = np.asarray(model.predict_on_batch(images), dtype=np.float64)
+    top2 = np.sort(outputs, axis=-1)[:, -2:]
+    ties = np.sum(top2[:, 1] - top2[:, 0] <= 1e-5 * np.abs(outputs).max(axis=-1))
+    return float(np.mean(np.argmax(outputs, axis=-1) == labels)), ties / len(labels)
+
+
+def test_recorded_top1_is_the_argmax_of_the_published_files(published, cifar_archive):
+    """The manifest's top-1 figures, re-measured here without `keras_lc.serving`: the argmax of
+    the published weights (training form, normalized with CIFAR-10's literal constants) and of
+    the published folded `.keras` (raw images) on the run's test images, the check slice and
+    the shipped sample, against the true labels."""
+    entry_dir = published / "tiny_lc"
+    entry = PretrainedWeights.from_json(entry_dir / "manifest.json")
+    training_form = zoo.get_model(entry.builder, **entry.model_kwargs)
+    training_form.load_weights(entry_dir / entry.file_name)
+    folded = keras.saving.load_model(entry_dir / "tiny_lc_folded.keras", safe_mode=True)
+    assert entry.slice_per_class == 100
+    sample = cifar10_test_sample()
+    data = {"sample": (sample.images, sample.labels)}
+    for split, per_class in (("test", TEST_PER_CLASS), ("slice", entry.slice_per_class)):
+        images, labels, _ = load_image_folder(cifar_archive, "test", per_class=per_class)
+        assert np.bincount(labels).tolist() == [per_class] * 10
+        data[split] = images, labels
+    recorded = {("test", "training"): entry.top1, ("test", "folded"): entry.top1_folded,
+                ("slice", "training"): entry.slice_top1, ("slice", "folded"): entry.slice_top1_folded,
+                ("sample", "training"): entry.sample_top1, ("sample", "folded"): entry.sample_top1_folded}
+    measured = {}
+    for split, (images, labels) in data.items():
+        measured[split, "training"] = _argmax_top1(training_form, normalized_cifar10(images), labels)
+        measured[split, "folded"] = _argmax_top1(folded, images.astype("float32"), labels)
+    for key, (top1, slack) in measured.items():
+        assert abs(top1 - recorded[key]) <= slack + 1e-12, (key, top1, recorded[key], slack)
 
 
 def test_analyze_reads_a_training_run(run_dir, tmp_path, cifar_archive):

@@ -177,3 +177,13 @@ def test_multiworker_two_processes_on_loopback_end_with_identical_weights(tmp_pa
 
 if __name__ == "__main__":
     _mirrored_main()
+
+
+def test_data_parallel_is_jaxs_and_says_so_on_tensorflow():
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"  # the suite's default backend
+    with pytest.raises(ValueError, match=r"^strategy='data_parallel' is Keras' keras.distribution.DataParallel, "
+                       r"which keras-lc uses on the JAX backend; Keras runs on 'tensorflow' here \(on TensorFlow "
+                       r"use strategy='mirrored'\)\.$"):
+        resolve_strategy_name("data_parallel")
