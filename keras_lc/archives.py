@@ -86,6 +86,11 @@ def sha256_of(path, chunk_size=1 << 20):
     return digest.hexdigest()
 
 
+def path_sha256(path):
+    """Hex sha256 of a file, or `tree_sha256` of a folder (a SavedModel)."""
+    return tree_sha256(path) if Path(path).is_dir() else sha256_of(path)
+
+
 def tree_sha256(folder):
     r"""Hex sha256 of a folder's files: of the lines `RELATIVE_PATH SHA256`, sorted, one per file.
 

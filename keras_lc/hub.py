@@ -23,6 +23,7 @@ import os
 import re
 
 from keras_lc.archives import sha256_of
+from keras_lc.files import one_line
 
 PREFIX = "hf://"
 EXTRA = "pip install 'keras-lc[hub]'"
@@ -72,9 +73,8 @@ def _download(hub_id, file_name):
     try:
         return client.hf_hub_download(repo_id, file_name, revision=revision, library_name="keras-lc")
     except Exception as error:  # the client's own errors: missing repo, file, revision, network
-        message = " ".join(str(error).split()) or type(error).__name__
         raise OSError(f"Could not get '{file_name}' of {hub_id} from the Hugging Face Hub: "
-                      f"{message[:300]}") from None
+                      f"{one_line(error)[:300]}") from None
 
 
 def manifest(hub_id):
@@ -125,6 +125,5 @@ def push(folder, hub_id, commit_message=None):
         info = api.upload_folder(repo_id=repo_id, folder_path=os.fspath(folder), revision=revision,
                                  commit_message=commit_message or f"keras-lc export {name}")
     except Exception as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        raise OSError(f"Could not upload '{folder}' to {hub_id}: {message[:300]}") from None
+        raise OSError(f"Could not upload '{folder}' to {hub_id}: {one_line(error)[:300]}") from None
     return getattr(info, "commit_url", str(info))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_lc.archives import sha256_of, tree_sha256
+from keras_lc.archives import path_sha256
 from keras_lc.manifest import ExportCheck
 from keras_lc.startup import is_installed
 
@@ -252,7 +252,7 @@ def export_formats(model, folder, name, formats="auto", images=None, labels=None
             top1 = None if labels is None else float(np.mean(np.argmax(outputs, axis=-1) == np.asarray(labels)))
             checks.append(ExportCheck(
                 format=format, file_name=staged.name,
-                sha256=tree_sha256(staged) if staged.is_dir() else sha256_of(staged),
+                sha256=path_sha256(staged),
                 runtime=runtime_of(format), max_relative_difference=difference, sample_top1=top1))
         for check in checks:  # an old folder is moved aside, then removed once the new one is in place
             target, retired = folder / check.file_name, staging / f"{check.file_name}.old"

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from keras_lc.archives import sha256_of, tree_sha256
+from keras_lc.archives import path_sha256
 from keras_lc.serving import builder_call
 
 
@@ -126,8 +126,7 @@ def files_section(folder, file_names):
     for name in file_names:
         path = folder / name
         if path.exists():
-            sha = tree_sha256(path) if path.is_dir() else sha256_of(path)
-            rows.append(f"| `{name}` | {size_of(path) / 2**20:.2f} MiB | `{sha}` |")
+            rows.append(f"| `{name}` | {size_of(path) / 2**20:.2f} MiB | `{path_sha256(path)}` |")
     return "## Files\n| file | size | sha256 |\n|---|---|---|\n" + "\n".join(rows) + "\n"
 
 

@@ -160,3 +160,14 @@ def say_cache_use():
         handler.setFormatter(logging.Formatter("[keras-lc] %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+def hub_manifest(hub_id):
+    """The manifest of the Hub model `hub_id` (`keras_lc.hub.manifest`); a bad id or a missing
+    `huggingface_hub` is a `UsageError` (unreachable repositories are `OSError`s, exit 2 too)."""
+    from keras_lc import hub
+
+    try:
+        return hub.manifest(hub_id)
+    except (ValueError, ImportError) as error:
+        raise UsageError(str(error)) from None

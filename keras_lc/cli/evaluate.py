@@ -9,7 +9,7 @@ and the published folded `.keras`. Figures are printed rounded to 4 digits.
 import json
 import os
 
-from keras_lc.cli.common import UsageError, load_split, positive_int
+from keras_lc.cli.common import UsageError, hub_manifest, load_split, positive_int
 
 name = "evaluate"
 
@@ -77,10 +77,10 @@ def _run_dir(args):
     return dict(metrics, test_examples=test.num_examples, weights=weights)
 
 
-def _published(args, entry):
+def _published(args, entry, source=None):
     import keras
 
-    from keras_lc import hub, zoo
+    from keras_lc import zoo
     from keras_lc.data import make_pipeline
 
     if args.weights:
@@ -91,13 +91,14 @@ def _published(args, entry):
     test = load_split(entry.dataset, "test", args, args.test_per_class)
     loss = keras.losses.CategoricalCrossentropy()
     raw = make_pipeline(test, training=False, batch_size=args.batch_size, normalize=False)
-    result = {"model": args.run if hub.is_hub_id(args.run) else entry.name, "test_examples": test.num_examples}
+    source = source or entry.name  # a published name, or the Hub id it came from
+    result = {"model": source, "test_examples": test.num_examples}
     try:
-        model = zoo.load_published(args.run if hub.is_hub_id(args.run) else entry.name)
+        model = zoo.load_published(source)
     except ValueError as error:  # e.g. a Hub file whose sha256 is not its manifest's
         raise UsageError(str(error)) from None
     result.update(_evaluate(model, raw, loss))
-    folded_file = None if hub.is_hub_id(args.run) else _folded_file(entry)
+    folded_file = _folded_file(entry) if source == entry.name else None  # Hub: weights files only
     if folded_file is not None:
         folded = keras.saving.load_model(folded_file, safe_mode=True)
         result.update({f"folded_{k}": v for k, v in _evaluate(folded, raw, loss).items()})
@@ -119,11 +120,7 @@ def run(args):
     if os.path.isdir(args.run):
         result = _run_dir(args)
     elif hub.is_hub_id(args.run):
-        try:
-            entry = hub.manifest(args.run)
-        except (ValueError, ImportError) as error:
-            raise UsageError(str(error)) from None
-        result = _published(args, entry)
+        result = _published(args, hub_manifest(args.run), args.run)
     else:
         published = published_weights(requested=args.run)
         if args.run not in published:

@@ -9,7 +9,7 @@ them itself); each gets one line: `PATH: class probability, ...`, best first.
 import os
 from pathlib import Path
 
-from keras_lc.cli.common import UsageError, positive_int
+from keras_lc.cli.common import UsageError, hub_manifest, positive_int
 from keras_lc.data.folders import IMAGE_EXTENSIONS
 
 name = "predict"
@@ -70,10 +70,7 @@ def run(args):
     from keras_lc.weights import published_weights
 
     if hub.is_hub_id(args.model):
-        try:
-            entry = hub.manifest(args.model)
-        except (ValueError, ImportError) as error:
-            raise UsageError(str(error)) from None
+        entry = hub_manifest(args.model)
     else:
         published = published_weights(requested=args.model)
         if args.model not in published:
