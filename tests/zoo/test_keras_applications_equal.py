@@ -71,6 +71,7 @@ def _mobilenet_reference(alpha):
 
 @pytest.mark.parametrize("alpha", [0.35, 1.0])
 def test_mobilenet_v2_equals_keras_applications_with_copied_weights(alpha):
+    keras.utils.set_random_seed(0)  # keras.applications' initializers draw from Keras' global seed
     reference = _mobilenet_reference(alpha)
     ours = zoo.mobilenet_v2(alpha=alpha, input_shape=(SIZE, SIZE, 3), classifier_activation=None, seed=0)
     sources = [layer for layer in reference.layers if isinstance(layer, WEIGHTED)]
