@@ -79,3 +79,19 @@ def test_exclusion_config_round_trip_and_bad_input():
     assert keras.optimizers.deserialize(keras.optimizers.serialize(opt)).coupled_weight_decay == 0.5
     with pytest.raises(ValueError, match="weight_decay=-1"):
         TorchSGD(weight_decay=-1)
+
+
+def test_defaults_are_the_papers_and_weight_decay_is_checked():
+    opt = TorchSGD()
+    config = opt.get_config()
+    assert config["learning_rate"] == pytest.approx(0.01)
+    assert (config["momentum"], config["nesterov"], config["weight_decay"]) == (0.9, True, 0.0)
+    assert opt.coupled_weight_decay == 0.0
+    # Zero (int or float) is a valid decay: no decay at all.
+    w = keras.Variable(np.ones(2, "float32"))
+    opt = TorchSGD(learning_rate=0.5, momentum=0.0, weight_decay=0)
+    opt.apply_gradients([(np.float32([0.2, -0.4]), w)])
+    np.testing.assert_allclose(w.numpy(), [0.9, 1.2], rtol=1e-6)
+    for bad in (True, "0.1", None, -0.5):
+        with pytest.raises(ValueError, match="non-negative float"):
+            TorchSGD(weight_decay=bad)

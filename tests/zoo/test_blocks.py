@@ -1,7 +1,10 @@
 """The conv/BN factory (`keras_lc.zoo.blocks`): seeds per layer name, frozen k x k kernels."""
 
+import dataclasses
+
 import keras
 import numpy as np
+import pytest
 
 from keras_lc import LCConv2D, zoo
 from keras_lc.initializers import layer_seed, torch_uniform
@@ -48,3 +51,26 @@ def test_conv_factory():
     bn = blocks.batch_norm("b")
     assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)
 
+
+
+def test_spatial_means_any_side_above_one():
+    """2x2 and 1x3 kernels are spatial (frozen, or LC); 1x1 ones never are, depthwise too."""
+    frozen = blocks.ConvOptions.create(seed=5, frozen_spatial=True)
+    for kernel_size in (2, (1, 3), (3, 1)):
+        assert not blocks.conv(4, kernel_size, 1, "k", frozen).trainable
+        assert not blocks.depthwise_conv(kernel_size, 1, "dk", frozen).trainable
+    assert blocks.depthwise_conv(1, 1, "d1", frozen).trainable
+    assert blocks.depthwise_conv(3, 1, "d3", blocks.ConvOptions.create(seed=5)).trainable
+    lc = blocks.ConvOptions.create(seed=5, lc=True)
+    two = blocks.conv(4, 2, 1, "two", lc)
+    assert isinstance(two, LCConv2D) and two.expansion == 1  # the default expansion
+    assert type(blocks.conv(4, 1, 1, "one", lc)) is keras.layers.Conv2D
+    assert not blocks.depthwise_conv(3, 1, "db", frozen).use_bias
+
+
+def test_conv_options_defaults_and_immutability():
+    options = blocks.ConvOptions(seed=1)
+    assert (options.frozen_spatial, options.lc, options.expansion) == (False, False, 1)
+    assert (options.implementation, options.make_lc) == ("auto", None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.seed = 2
