@@ -17,9 +17,14 @@ whose largest relative difference exceeds `tolerance` (1e-4) raises
 top-1 on the check images when they have labels), which `keras-lc export`
 records in the manifest.
 
-ONNX and LiteRT need the `export` extra (`pip install 'keras-lc[export]'`);
-`formats="auto"` writes those whose packages are installed, and asking for
-one that is not gives a `MissingExtraError` naming the extra.
+ONNX and LiteRT need the `export` extra (`pip install 'keras-lc[export]'`),
+and every format needs Keras on TensorFlow: each is traced from the TensorFlow
+backend's functions (tf2onnx, the LiteRT converter). On JAX or PyTorch the
+folded `.keras` file (stock Keras layers, which load on any backend) is still
+written; `KERAS_BACKEND=tensorflow keras-lc export ...` adds the exports.
+`formats="auto"` writes every format that can be written here; asking for one
+whose packages are missing gives a `MissingExtraError` naming the extra, and
+one on another backend a `BackendError`.
 """
 
 import contextlib
@@ -56,6 +61,10 @@ class MissingExtraError(ImportError):
     """A format whose packages are not installed; the message names the extra to install."""
 
 
+class BackendError(ValueError):
+    """A format asked for while Keras runs on a backend other than TensorFlow."""
+
+
 def file_name(format, name):
     """The file (or folder) name of `name`'s `format` export, e.g. `NAME.onnx`."""
     return {"saved_model": "saved_model", "onnx": f"{name}.onnx", "litert": f"{name}.tflite"}[format]
@@ -66,16 +75,29 @@ def missing_packages(format):
     return [m for m in REQUIREMENTS[format] if not is_installed(m)]
 
 
+def unavailable(format):
+    """Why `format` cannot be written here, as a phrase following its name, or `None` if it can."""
+    missing = missing_packages(format)
+    if missing:
+        return f"needs {', '.join(missing)}"
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return f"is written on the TensorFlow backend (Keras runs on {keras.backend.backend()!r} here)"
+    return None
+
+
 def resolve_formats(formats="auto"):
-    """The formats to write: `"auto"` (all whose packages are installed) or a list of `FORMATS`.
+    """The formats to write: `"auto"` (all that can be written here) or a list of `FORMATS`.
 
     An empty list writes none (only the folded `.keras`, e.g. without TensorFlow).
 
-    Raises `ValueError` for an unknown format and `MissingExtraError` for one
-    whose packages are missing, each on one line.
+    Raises `ValueError` for an unknown format, `MissingExtraError` for one
+    whose packages are missing and `BackendError` for any on a backend other
+    than TensorFlow, each on one line.
     """
     if formats == "auto":
-        return tuple(f for f in FORMATS if not missing_packages(f))
+        return tuple(f for f in FORMATS if unavailable(f) is None)
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -87,6 +109,10 @@ def resolve_formats(formats="auto"):
                 f"The {f!r} export needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
                 f"not installed: {EXTRA}."
             )
+        why = unavailable(f)
+        if why is not None:
+            raise BackendError(f"The {f!r} export {why}: run this with KERAS_BACKEND=tensorflow, "
+                               "which reads the files written on any backend.")
     return formats
 
 

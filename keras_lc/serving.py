@@ -52,7 +52,9 @@ def top1(model, data, batch_size=256, normalize=True):
 
     correct = total = 0
     for images, labels in make_pipeline(data, training=False, batch_size=batch_size, normalize=normalize):
-        predicted = np.argmax(np.asarray(model.predict_on_batch(images)), axis=-1)
+        # NumPy batches: tf.data's tensors (TensorFlow installed, Keras on JAX or PyTorch) do not
+        # go into another backend's predict_on_batch.
+        predicted = np.argmax(np.asarray(model.predict_on_batch(np.asarray(images))), axis=-1)
         correct += int(np.sum(predicted == np.argmax(np.asarray(labels), axis=-1)))
         total += len(predicted)
     return correct / total
@@ -66,6 +68,7 @@ def compare_forms(model, folded, test, batch_size=256):
     total, worst = 0, 0.0
     for images, labels in make_pipeline(test, training=False, batch_size=batch_size):
         truth = np.argmax(np.asarray(labels), axis=-1)
+        images = np.asarray(images)  # as in `top1`
         outputs = [np.asarray(m.predict_on_batch(images), dtype=np.float64) for m in (model, folded)]
         worst = max(worst, float(np.linalg.norm(outputs[1] - outputs[0]) / np.linalg.norm(outputs[0])))
         correct += [int(np.sum(np.argmax(o, axis=-1) == truth)) for o in outputs]

@@ -35,6 +35,24 @@ DEFAULT_ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 #: Fixtures that read the full CIFAR-10 archive; a test using one is marked `cifar10`.
 CIFAR10_FIXTURES = ("cifar_archive", "cifar_test_images", "cifar_train_images")
 
+#: The tests marked `every_backend` (test ids, or the start of one): what must hold on each Keras
+#: backend. CI runs every test on TensorFlow, then these again on JAX and on PyTorch
+#: (`KERAS_BACKEND=jax python -m pytest -m every_backend`): the layers, fold, seeds and
+#: initializers, every registered model (build, forward, a training step, fold, files), the
+#: published weights, files across backends, and a tiny run killed, resumed, exported and analyzed.
+EVERY_BACKEND = (
+    "tests/layers/",
+    "tests/test_fold.py::",
+    "tests/test_initializers.py::",
+    "tests/test_weights.py::",
+    "tests/zoo/test_blocks.py::",
+    "tests/zoo/test_block_references.py::",
+    "tests/zoo/test_published_usable.py::",
+    "tests/zoo/test_registry.py::test_every_registered_model",
+    "tests/test_backends.py::",
+    "tests/training/test_run.py::test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_one",
+)
+
 
 def cifar10_archive():
     """Path of the CIFAR-10 JPEG archive: $KERAS_LC_CIFAR10 or ../shared/datasets.
@@ -56,10 +74,13 @@ def cifar10_archive():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that reads the full CIFAR-10 archive `cifar10` (`-m "not cifar10"`)."""
+    """Mark every test that reads the full CIFAR-10 archive `cifar10` (`-m "not cifar10"`), and
+    those of `EVERY_BACKEND` `every_backend`."""
     for item in items:
         if set(getattr(item, "fixturenames", ())) & set(CIFAR10_FIXTURES):
             item.add_marker(pytest.mark.cifar10)
+        if item.nodeid.startswith(EVERY_BACKEND):
+            item.add_marker(pytest.mark.every_backend)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,10 +4,18 @@ import keras
 import numpy as np
 
 
+def to_numpy(x, dtype=None):
+    """`x` (a NumPy array or any backend's tensor or variable, a PyTorch tensor that requires
+    grad included) as a NumPy array."""
+    if not isinstance(x, np.ndarray):
+        x = keras.ops.convert_to_numpy(x)
+    return np.asarray(x, dtype=dtype)
+
+
 def rel_error(actual, expected):
     """||actual - expected|| / ||expected|| (Frobenius), in float64."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
+    actual = to_numpy(actual, np.float64)
+    expected = to_numpy(expected, np.float64)
     return float(np.linalg.norm(actual - expected) / np.linalg.norm(expected))
 
 
@@ -55,8 +63,8 @@ def _windows(x, kernel_size, strides, dilation=(1, 1)):
 
 def numpy_conv2d(x, w, strides=(1, 1), padding="same", dilation=(1, 1)):
     """Direct 2-D cross-correlation in float64, TensorFlow's padding convention."""
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
+    x = to_numpy(x, dtype=np.float64)
+    w = to_numpy(w, dtype=np.float64)
     if padding == "same":
         x = pad_same(x, w.shape[:2], strides, dilation)
     return sum(patch @ w[i, j] for i, j, patch in _windows(x, w.shape[:2], strides, dilation))
@@ -64,8 +72,8 @@ def numpy_conv2d(x, w, strides=(1, 1), padding="same", dilation=(1, 1)):
 
 def numpy_depthwise_conv2d(x, w, strides=(1, 1), padding="same"):
     """Depthwise 2-D cross-correlation (depth multiplier 1, `w` of shape (k, k, C, 1)), float64."""
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
+    x = to_numpy(x, dtype=np.float64)
+    w = to_numpy(w, dtype=np.float64)
     assert w.shape[3] == 1, w.shape
     if padding == "same":
         x = pad_same(x, w.shape[:2], strides)
@@ -74,7 +82,7 @@ def numpy_depthwise_conv2d(x, w, strides=(1, 1), padding="same"):
 
 def numpy_max_pool2d(x, size, strides, padding="same"):
     """Max pooling; "same" pads with -inf as TensorFlow does (padding never wins)."""
-    x = np.asarray(x, dtype=np.float64)
+    x = to_numpy(x, dtype=np.float64)
     if padding == "same":
         x = pad_same(x, (size, size), (strides, strides), value=-np.inf)
     return np.max([patch for _, _, patch in _windows(x, (size, size), (strides, strides))], axis=0)
@@ -82,7 +90,7 @@ def numpy_max_pool2d(x, size, strides, padding="same"):
 
 def numpy_avg_pool2d_same(x, size, strides):
     """Average pooling with "same" padding, the padded positions left out of each mean."""
-    x = np.asarray(x, dtype=np.float64)
+    x = to_numpy(x, dtype=np.float64)
     padded = pad_same(x, (size, size), (strides, strides), value=np.nan)
     patches = np.stack([patch for _, _, patch in _windows(padded, (size, size), (strides, strides))])
     return np.nanmean(patches, axis=0)
@@ -90,7 +98,7 @@ def numpy_avg_pool2d_same(x, size, strides):
 
 def numpy_batch_norm(x, gamma, beta, mean, variance, epsilon):
     """Inference-mode BatchNormalization, float64."""
-    x, gamma, beta, mean, variance = (np.asarray(a, np.float64) for a in (x, gamma, beta, mean, variance))
+    x, gamma, beta, mean, variance = (to_numpy(a, np.float64) for a in (x, gamma, beta, mean, variance))
     return gamma * (x - mean) / np.sqrt(variance + epsilon) + beta
 
 
@@ -121,9 +129,14 @@ def gradients(layer, x, upstream, training=False):
             return jnp.sum(y * upstream)
 
         grads = jax.grad(loss_fn)([v.value for v in variables])
-    else:  # pragma: no cover - the suite runs on tensorflow and jax
-        raise NotImplementedError(backend)
-    return {v.name: np.asarray(g, dtype=np.float64) for v, g in zip(variables, grads)}
+    elif backend == "torch":
+        import torch
+
+        loss = torch.sum(layer(x, training=training) * torch.as_tensor(np.asarray(upstream)))
+        grads = torch.autograd.grad(loss, [v.value for v in variables])
+    else:
+        raise NotImplementedError(f"No gradient reference for the {backend!r} backend.")
+    return {v.name: to_numpy(g, np.float64) for v, g in zip(variables, grads)}
 
 
 #: CIFAR-10's per-channel mean and std (of [0, 1] pixels), as published (not read from keras_lc).

@@ -9,7 +9,7 @@ import pytest
 
 from keras_lc import LCConv2D
 from keras_lc.folding import fold
-from tests.reference import randomize_batchnorm, rel_error
+from tests.reference import randomize_batchnorm, rel_error, to_numpy
 
 
 def _randomize_batchnorm(model):
@@ -168,7 +168,7 @@ def test_fold_refocus_conv2d_into_conv2d_and_depthwise_with_batchnorm(cifar_test
                      ("DepthwiseConv2D", "ref_dw"), ("ReLU", kinds[-1][1])]
     assert folded.get_layer("ref_grouped").groups == 2 and folded.get_layer("ref_dw").depth_multiplier == 2
     x, _ = cifar_test_images
-    expected = np.asarray(model(x, training=False))
+    expected = to_numpy(model(x, training=False))
     assert rel_error(folded(x, training=False), expected) <= 1e-5
     assert rel_error(fold(model, fold_batchnorm=False)(x, training=False), expected) <= 1e-5
 

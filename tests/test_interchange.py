@@ -119,6 +119,18 @@ def test_formats_are_validated_and_a_missing_extra_is_named(monkeypatch):
         interchange.resolve_formats(("onnx",))
 
 
+def test_formats_on_another_backend_are_skipped_or_refused_in_one_line(monkeypatch):
+    """On JAX or PyTorch `auto` writes none; asking for one names the backend and the way out."""
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert interchange.resolve_formats("auto") == ()
+    assert interchange.unavailable("litert") == "is written on the TensorFlow backend (Keras runs on 'jax' here)"
+    with pytest.raises(interchange.BackendError,
+                       match=r"^The 'onnx' export is written on the TensorFlow backend \(Keras runs on 'jax' "
+                             r"here\): run this with KERAS_BACKEND=tensorflow, which reads the files written "
+                             r"on any backend\.$"):
+        interchange.resolve_formats(("onnx", "litert"))
+
+
 def test_export_command_rejects_bad_formats_in_one_line(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["export", str(tmp_path), "--name", "x", "--formats", "onnx,tflite"], capsys)
     assert code == 2 and out == ""

@@ -93,8 +93,18 @@ def _make_loss_and_gradient(model, from_logits):
             return outputs, grad
 
         return step
+    if backend == "torch":
+        import torch
+
+        def step(x, y):
+            x = keras.ops.convert_to_tensor(x).detach().requires_grad_(True)
+            outputs = model(x, training=False)
+            (grad,) = torch.autograd.grad(loss_of(outputs, y), [x])
+            return outputs.detach(), grad
+
+        return step
     raise NotImplementedError(
-        f"FGSM needs input gradients, implemented for the 'tensorflow' and 'jax' backends. "
+        f"FGSM needs input gradients, implemented for the 'tensorflow', 'jax' and 'torch' backends. "
         f"Received: keras.backend.backend()={backend!r}"
     )
 

@@ -30,8 +30,8 @@ def add_parser(subparsers):
                         help="the machine it trained on (default: what the run recorded)")
     parser.add_argument("--formats", default="auto", type=_formats, metavar="LIST",
                         help="exports of the folded model, comma-separated from saved_model, onnx, litert "
-                        "(default: auto, every format whose packages are installed; onnx and litert need "
-                        "pip install 'keras-lc[export]')")
+                        "(default: auto, every format that can be written here: onnx and litert need "
+                        "pip install 'keras-lc[export]', and all three Keras on TensorFlow)")
     parser.add_argument("--push", metavar="hf://ORG/REPO[@REVISION]",
                         help="then upload zoo-dir/NAME to this Hugging Face Hub repository (created if "
                         "missing; the token is huggingface_hub's: HF_TOKEN or 'hf auth login'; needs "
@@ -67,16 +67,17 @@ def run(args):
             hub.require_client()
         except (ValueError, ImportError) as error:
             raise UsageError(str(error)) from None
-    skipped = [f for f in interchange.FORMATS if interchange.missing_packages(f)] if args.formats == "auto" else []
+    skipped = [f for f in interchange.FORMATS if interchange.unavailable(f)] if args.formats == "auto" else []
     if skipped:
-        needs = "; ".join(f"{f} needs {', '.join(interchange.missing_packages(f))}" for f in skipped)
-        print(f"keras-lc export: not writing {', '.join(skipped)}, whose packages are not installed "
-              f"({needs}; onnx and litert: {interchange.EXTRA})", file=sys.stderr)
+        why = "; ".join(f"{f} {interchange.unavailable(f)}" for f in skipped)
+        hint = (f"onnx and litert: {interchange.EXTRA}" if any(interchange.missing_packages(f) for f in skipped)
+                else "KERAS_BACKEND=tensorflow keras-lc export ... writes them")
+        print(f"keras-lc export: not writing {', '.join(skipped)} ({why}; {hint})", file=sys.stderr)
     try:
         entry = export_run(args.run, args.name, args.zoo_dir, args.weights_tag, args.data_dir,
                            args.test_per_class, args.batch_size, args.paper_top1, args.hardware,
                            overwrite=args.overwrite, formats=args.formats)
-    except (FileNotFoundError, ValueError, interchange.MissingExtraError) as error:
+    except (FileNotFoundError, ValueError, interchange.MissingExtraError) as error:  # BackendError is a ValueError
         raise UsageError(str(error)) from None
     if args.push is not None:
         folder = Path(args.zoo_dir) / entry.name

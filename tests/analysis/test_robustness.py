@@ -141,7 +141,7 @@ def test_progress_bar_and_bad_inputs(capsys):
         FGSM(model, from_logits="yes")
 
 
-JAX_SCRIPT = """
+OTHER_BACKEND_SCRIPT = """
 import json, sys, numpy as np, keras
 import keras_lc
 from keras_lc.analysis import robust_accuracy, fgsm_perturb
@@ -153,21 +153,22 @@ print(json.dumps({"backend": keras.backend.backend(), **result.to_dict()}))
 """
 
 
-def test_jax_backend_gives_the_same_attack(trained, tmp_path):
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_backends_give_the_same_attack(backend, trained, tmp_path):
     model, x, y = trained
     model.save(tmp_path / "model.keras")
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
     proc = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT, str(tmp_path / "model.keras"), str(tmp_path / "data.npz"),
+        [sys.executable, "-c", OTHER_BACKEND_SCRIPT, str(tmp_path / "model.keras"), str(tmp_path / "data.npz"),
          str(tmp_path / "adv.npy")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    jax_result = json.loads(proc.stdout.strip().splitlines()[-1])
+    other = json.loads(proc.stdout.strip().splitlines()[-1])
     tf_result = robust_accuracy(model, x, y, epsilon=8 / 255, batch_size=200)
-    assert jax_result["backend"] == "jax"
-    assert jax_result["clean_accuracy"] == tf_result.clean_accuracy
-    assert abs(jax_result["robust_accuracy"] - tf_result.robust_accuracy) <= 0.02, (jax_result, tf_result)
+    assert other["backend"] == backend
+    assert other["clean_accuracy"] == tf_result.clean_accuracy
+    assert abs(other["robust_accuracy"] - tf_result.robust_accuracy) <= 0.02, (other, tf_result)
     agree = np.isclose(np.load(tmp_path / "adv.npy"), fgsm_perturb(model, x, y, 8 / 255), atol=1e-5)
     assert agree.mean() > 0.99, agree.mean()

@@ -8,7 +8,7 @@ import pytest
 from keras_lc import fold
 from keras_lc.layers import FoldableConv2D, LCConv2D, RefocusConv2D, SharedLCConv2D
 from tests.harness import check_foldable_layer, check_model_round_trip
-from tests.reference import numpy_conv2d, randomize_batchnorm, rel_error
+from tests.reference import numpy_conv2d, randomize_batchnorm, rel_error, to_numpy
 
 
 @keras.saving.register_keras_serializable(package="keras_lc_tests")
@@ -27,7 +27,7 @@ class ScaledConv2D(FoldableConv2D):
 
     def fold(self):
         self.require_built()
-        kernel = np.asarray(self.fixed, np.float64) * np.asarray(self.scale, np.float64)
+        kernel = to_numpy(self.fixed, np.float64) * to_numpy(self.scale, np.float64)
         return kernel.astype(self.variable_dtype), None
 
 
@@ -43,7 +43,7 @@ def _scaled(**kwargs):
 
 
 def _reference(layer, x):
-    kernel = np.asarray(layer.fixed, np.float64) * np.asarray(layer.scale, np.float64)
+    kernel = to_numpy(layer.fixed, np.float64) * to_numpy(layer.scale, np.float64)
     return numpy_conv2d(x, kernel, layer.strides, layer.padding, layer.dilation_rate)
 
 

@@ -10,7 +10,7 @@ import pytest
 from keras_lc import LCConv2D
 from keras_lc.initializers import torch_uniform
 from tests.harness import check_foldable_layer, check_model_round_trip
-from tests.reference import gradients, numpy_conv2d, rel_error
+from tests.reference import gradients, numpy_conv2d, rel_error, to_numpy
 
 IMPLEMENTATIONS = ("two_stage", "composed", "basis")
 
@@ -28,7 +28,7 @@ def _reference(layer, x):
         combination = layer.to_composed().combination
     else:
         combination = layer.combination
-    return hidden @ np.asarray(combination, dtype=np.float64)
+    return hidden @ to_numpy(combination, dtype=np.float64)
 
 
 # kernel 1/3/5/7/9 x (strides, dilation) x padding x expansion x implementation
@@ -59,7 +59,7 @@ def test_matches_numpy_reference(kernel, strides, dilation, padding, expansion, 
 
 def test_implementations_start_from_the_same_function():
     x = _x((2, 12, 12, 5))
-    outputs = [np.asarray(LCConv2D(6, 3, expansion=8, implementation=i, seed=7)(x)) for i in IMPLEMENTATIONS]
+    outputs = [to_numpy(LCConv2D(6, 3, expansion=8, implementation=i, seed=7)(x)) for i in IMPLEMENTATIONS]
     assert rel_error(outputs[1], outputs[0]) < 1e-5
     assert rel_error(outputs[2], outputs[0]) < 1e-5
 
@@ -157,11 +157,11 @@ def test_frozen_means_frozen(cifar_train_images, implementation):
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x[:256], y[:256], batch_size=64, epochs=1, verbose=0)
-    assert np.array_equal(np.asarray(frozen), frozen_before)
-    assert np.abs(np.asarray(learned) - learned_before).max() > 1e-4
+    assert np.array_equal(to_numpy(frozen), frozen_before)
+    assert np.abs(to_numpy(learned) - learned_before).max() > 1e-4
     if implementation != "basis":
         spatial = torch_uniform(lc.spatial_kernel.shape, 11).astype("float32")
-        assert np.array_equal(np.asarray(lc.spatial_kernel), spatial)
+        assert np.array_equal(to_numpy(lc.spatial_kernel), spatial)
     # trainable: the combination (or A), BN gamma/beta, Dense kernel/bias
     assert len(model.trainable_weights) == 5
     assert frozen.path not in {w.path for w in model.trainable_weights}
@@ -175,7 +175,7 @@ def test_learnable_spatial_kernel_moves(cifar_train_images):
     before = np.array(model.get_layer("lc").spatial_kernel)
     model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x[:128], y[:128], batch_size=64, verbose=0)
-    assert np.abs(np.asarray(model.get_layer("lc").spatial_kernel) - before).max() > 1e-5
+    assert np.abs(to_numpy(model.get_layer("lc").spatial_kernel) - before).max() > 1e-5
     assert len(model.trainable_weights) == 6
 
 
@@ -185,12 +185,12 @@ def test_seed_defines_the_kernel():
     c = LCConv2D(4, 3, expansion=2, seed=6)
     for layer in (a, b, c):
         layer.build((None, 8, 8, 3))
-    assert np.array_equal(np.asarray(a.spatial_kernel), np.asarray(b.spatial_kernel))
-    assert np.array_equal(np.asarray(a.combination), np.asarray(b.combination))
-    assert not np.allclose(np.asarray(a.spatial_kernel), np.asarray(c.spatial_kernel))
+    assert np.array_equal(to_numpy(a.spatial_kernel), to_numpy(b.spatial_kernel))
+    assert np.array_equal(to_numpy(a.combination), to_numpy(b.combination))
+    assert not np.allclose(to_numpy(a.spatial_kernel), to_numpy(c.spatial_kernel))
     bound = 1 / np.sqrt(3 * 3 * 3)
-    assert np.abs(np.asarray(a.spatial_kernel)).max() <= bound
-    assert np.abs(np.asarray(a.combination)).max() <= 1 / np.sqrt(8)
+    assert np.abs(to_numpy(a.spatial_kernel)).max() <= bound
+    assert np.abs(to_numpy(a.combination)).max() <= 1 / np.sqrt(8)
 
 
 def test_seed_none_is_drawn_and_stored():
@@ -271,7 +271,7 @@ def test_keras_file_round_trip_safe_mode(cifar_test_images, implementation):
     model = _tiny_model({"expansion": 16, "implementation": implementation, "use_bias": True})
     lc = model.get_layer("lc")
     learned = lc.basis_coefficients if implementation == "basis" else lc.combination
-    learned.assign(np.asarray(learned) * 1.7)  # not the initial value
+    learned.assign(to_numpy(learned) * 1.7)  # not the initial value
     check_model_round_trip(model, x[:16])  # the same classes (LCConv2D), weights, outputs
 
 
@@ -279,7 +279,7 @@ def test_keras_file_round_trip_with_intermediate_bn(cifar_test_images):
     x, _ = cifar_test_images
     model = _tiny_model({"expansion": 4, "intermediate": "bn_relu"})
     model.get_layer("lc")(x[:32], training=True)
-    assert np.abs(np.asarray(model.get_layer("lc").intermediate_bn.moving_mean)).max() > 0
+    assert np.abs(to_numpy(model.get_layer("lc").intermediate_bn.moving_mean)).max() > 0
     check_model_round_trip(model, x[:8])  # every weight, the moving statistics included
 
 
@@ -288,7 +288,7 @@ def test_weights_h5_round_trip(implementation):
     x = _x((2, 32, 32, 3))
     model = _tiny_model({"expansion": 8, "implementation": implementation})
     for w in model.trainable_weights:
-        w.assign(np.asarray(w) + 0.01)
+        w.assign(to_numpy(w) + 0.01)
     check_model_round_trip(model, x)  # .weights.h5 (and .keras): bit-identical weights, outputs
 
 
@@ -331,11 +331,11 @@ def test_compact_weights_give_bit_identical_training(tmp_path, cifar_train_image
     model.fit(x[:128], y[:128], batch_size=64, verbose=0, shuffle=False)
     model.save(tmp_path / "mid.keras")
     loaded = keras.saving.load_model(tmp_path / "mid.keras", safe_mode=True)
-    np.testing.assert_array_equal(np.asarray(loaded(x[:32])), np.asarray(model(x[:32])))
+    np.testing.assert_array_equal(to_numpy(loaded(x[:32])), to_numpy(model(x[:32])))
     for m in (model, loaded):
         m.fit(x[128:256], y[128:256], batch_size=64, verbose=0, shuffle=False)
     for a, b in zip(model.weights, loaded.weights):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
 
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")  # Keras, after the refused load
@@ -343,11 +343,11 @@ def test_assigned_frozen_kernel_is_stored_in_full(tmp_path):
     x = _x((2, 32, 32, 3))
     model = _tiny_model({"expansion": 4, "implementation": "composed"})
     lc = model.get_layer("lc")
-    lc.spatial_kernel.assign(np.asarray(lc.spatial_kernel) * -1)
+    lc.spatial_kernel.assign(to_numpy(lc.spatial_kernel) * -1)
     model.save_weights(tmp_path / "w.weights.h5")
     other = _tiny_model({"expansion": 4, "implementation": "composed"})
     other.load_weights(tmp_path / "w.weights.h5")
-    np.testing.assert_array_equal(np.asarray(other(x)), np.asarray(model(x)))
+    np.testing.assert_array_equal(to_numpy(other(x)), to_numpy(model(x)))
     basis = _tiny_model({"expansion": 4, "implementation": "basis"})
     with pytest.raises(ValueError, match="differs from its seed's frozen kernel"):
         basis.load_weights(tmp_path / "w.weights.h5")
@@ -368,7 +368,7 @@ def test_basis_and_composed_load_each_others_weights(tmp_path):
     x = _x((2, 32, 32, 3))
     composed = _tiny_model({"expansion": 16, "implementation": "composed"})
     lc = composed.get_layer("lc")
-    lc.combination.assign(np.asarray(lc.combination) * 2 + 0.01)
+    lc.combination.assign(to_numpy(lc.combination) * 2 + 0.01)
     composed.save_weights(tmp_path / "c.weights.h5")
     basis = _tiny_model({"expansion": 16, "implementation": "basis"})
     basis.load_weights(tmp_path / "c.weights.h5")
@@ -383,14 +383,14 @@ def test_basis_to_composed_is_equivalent_minimum_norm():
     x = _x((2, 12, 12, 4))
     basis = LCConv2D(6, 3, expansion=16, implementation="basis", use_bias=True, seed=8)
     y = basis(x)
-    basis.basis_coefficients.assign(np.asarray(basis.basis_coefficients) * 1.3)
+    basis.basis_coefficients.assign(to_numpy(basis.basis_coefficients) * 1.3)
     y = basis(x)
     composed = basis.to_composed()
     assert composed.resolved_implementation == "composed"
     assert rel_error(composed(x), y) <= 1e-5
     # minimum norm: C lies in the row space of the spatial matrix (C = V A)
     _, v = basis._frozen_svd(4)
-    c = np.asarray(composed.combination, dtype=np.float64)
+    c = to_numpy(composed.combination, dtype=np.float64)
     assert rel_error(v @ (v.T @ c), c) <= 1e-6
     with pytest.raises(ValueError, match="converts a basis-form layer"):
         composed.to_composed()

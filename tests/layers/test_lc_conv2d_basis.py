@@ -10,7 +10,7 @@ from keras_lc.initializers import STREAM_COMBINATION, STREAM_SPATIAL, TorchUnifo
 from keras_lc.layers import compact_weights
 from keras_lc.layers.compact_weights import BasisCache, SeedMatrix, basis_cache, frozen_basis, frozen_svd
 from keras_lc.layers.shared_lc_conv2d import SharedLCConv2D
-from tests.reference import gradients, numpy_conv2d, rel_error
+from tests.reference import gradients, numpy_conv2d, rel_error, to_numpy
 
 
 def _x(shape, seed=0):
@@ -18,7 +18,7 @@ def _x(shape, seed=0):
 
 
 def _numpy(x):
-    return np.asarray(keras.ops.convert_to_numpy(x))
+    return to_numpy(keras.ops.convert_to_numpy(x))
 
 
 def test_basis_rank_is_min_of_fan_in_and_spatial_filters():

@@ -6,7 +6,7 @@ import pytest
 
 from keras_lc.layers import RefocusConv2D
 from tests.harness import check_foldable_layer, check_model_round_trip
-from tests.reference import numpy_conv2d, rel_error
+from tests.reference import numpy_conv2d, rel_error, to_numpy
 
 
 def _x(shape, seed=0):
@@ -17,12 +17,12 @@ def _reference_refocus(basis, maps, dense):
     """W_b + map(W_b), written tap by tap: kernel n at (y, x) gathers the kernels' values
     at (y + i - r//2, x + j - r//2) (zero outside), weighted by the map (dense: from every
     kernel m with maps[i, j, m, n]; grouped: from itself with maps[i, j, n])."""
-    basis = np.asarray(basis, np.float64)
+    basis = to_numpy(basis, np.float64)
     k_h, k_w = basis.shape[:2]
     flat = basis.reshape(k_h, k_w, -1)
     n_kernels = flat.shape[-1]
     r_h, r_w = maps.shape[:2]
-    maps = np.asarray(maps, np.float64)
+    maps = to_numpy(maps, np.float64)
     maps = maps.reshape((r_h, r_w, n_kernels, n_kernels) if dense else (r_h, r_w, n_kernels))
     out = flat.copy()
     for y in range(k_h):
@@ -83,14 +83,14 @@ def test_matches_numpy_reference(arguments, shape):
     layer.build(shape)
     _randomize(layer)
     depthwise = layer.depthwise
-    basis = np.asarray(layer.basis_kernel, np.float64)
-    maps = np.asarray(layer.refocus_kernel, np.float64)
+    basis = to_numpy(layer.basis_kernel, np.float64)
+    maps = to_numpy(layer.refocus_kernel, np.float64)
     kernel = _reference_refocus(basis, maps, dense=depthwise)
     assert rel_error(kernel, basis) > 0.1  # the map really changes the kernel
 
     def reference(layer, x):
         full = _full_kernel(kernel, layer.groups, depthwise)
-        return numpy_conv2d(x, full, layer.strides, layer.padding, layer.dilation_rate) + np.asarray(layer.bias)
+        return numpy_conv2d(x, full, layer.strides, layer.padding, layer.dilation_rate) + to_numpy(layer.bias)
 
     # The reference, the fold into the stock layer (Conv2D or DepthwiseConv2D) within 1e-5;
     # the round trips (config, .keras, .weights.h5) for the first ordinary and depthwise cases.
@@ -119,7 +119,7 @@ def test_weight_shapes_and_trainability():
     dense = RefocusConv2D(None, 3, depthwise=True, basis_initializer="zeros", zero_init=False)
     for layer, fan_in in ((grouped, 9), (dense, 9 * 32)):  # both maps (3, 3, 32, 32)
         layer.build((None, 8, 8, 32))
-        values = np.abs(np.asarray(layer.refocus_kernel))
+        values = np.abs(to_numpy(layer.refocus_kernel))
         assert 0.9 / np.sqrt(fan_in) < values.max() <= 1 / np.sqrt(fan_in)
 
 
@@ -142,9 +142,9 @@ def test_zero_init_is_exactly_the_basis_convolution(depthwise):
     layer.basis_kernel.assign(kernel)
     layer.bias.assign(bias)
     stock.set_weights([kernel, bias])
-    assert not np.any(np.asarray(layer.refocus_kernel))
-    np.testing.assert_array_equal(layer.transformed_kernel(), kernel)
-    np.testing.assert_array_equal(layer(x), stock(x))
+    assert not np.any(to_numpy(layer.refocus_kernel))
+    np.testing.assert_array_equal(to_numpy(layer.transformed_kernel()), kernel)
+    np.testing.assert_array_equal(to_numpy(layer(x)), to_numpy(stock(x)))
 
 
 def test_training_moves_only_the_map(cifar_train_images):
@@ -165,7 +165,7 @@ def test_training_moves_only_the_map(cifar_train_images):
     for name in ("conv", "dw"):
         layer = model.get_layer(name)
         np.testing.assert_array_equal(layer.basis_kernel, before[layer.basis_kernel.path])  # bit-identical
-        assert np.abs(np.asarray(layer.refocus_kernel)).max() > 1e-4  # started at zero, learned
+        assert np.abs(to_numpy(layer.refocus_kernel)).max() > 1e-4  # started at zero, learned
         assert not np.array_equal(layer.bias, before[layer.bias.path])
         kernel, bias = layer.fold()
         assert rel_error(kernel, layer.transformed_kernel()) <= 1e-6

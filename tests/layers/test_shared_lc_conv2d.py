@@ -7,7 +7,7 @@ import pytest
 from keras_lc import LCConv2D
 from keras_lc.layers.shared_lc_conv2d import SharedLCConv2D, spatial_bank
 from tests.harness import check_foldable_layer, check_model_round_trip
-from tests.reference import numpy_conv2d
+from tests.reference import numpy_conv2d, to_numpy
 
 BANK = {"bank_seed": 11, "bank_channels": 16, "bank_filters": 64}
 
@@ -43,8 +43,8 @@ def test_matches_numpy_reference(implementation, strides, kernel):
     def reference(layer, x):
         bank = _numpy_bank((kernel, kernel, 16, 64), 11)
         spatial = bank[:, :, :6, :20] / np.sqrt(6 * kernel * kernel)
-        combination = np.asarray(layer.combination, np.float64)
-        return numpy_conv2d(x, spatial, (strides, strides)) @ combination + np.asarray(layer.bias)
+        combination = to_numpy(layer.combination, np.float64)
+        return numpy_conv2d(x, spatial, (strides, strides)) @ combination + to_numpy(layer.bias)
 
     # The reference (trained combination and bias), the fold into one Conv2D; the round trips
     # (config, .keras, .weights.h5) once per implementation.
@@ -56,13 +56,13 @@ def test_layers_share_one_bank_at_default_init_scale():
     b = SharedLCConv2D(8, 3, expansion=8, seed=2, **BANK)
     a(_x((1, 8, 8, 3)))
     b(_x((1, 8, 8, 16)))
-    ka = np.asarray(a.spatial_kernel, np.float64) * np.sqrt(3 * 9)
-    kb = np.asarray(b.spatial_kernel, np.float64) * np.sqrt(16 * 9)
+    ka = to_numpy(a.spatial_kernel, np.float64) * np.sqrt(3 * 9)
+    kb = to_numpy(b.spatial_kernel, np.float64) * np.sqrt(16 * 9)
     np.testing.assert_allclose(ka, kb[:, :, :3, :8], rtol=1e-6)  # one tensor, two slices
     np.testing.assert_allclose(kb, spatial_bank(11, (3, 3, 16, 64)), rtol=1e-6)
     for layer, c_in in ((a, 3), (b, 16)):  # PyTorch's default U[-a, a], a = 1/sqrt(c_in k k)
         bound = 1 / np.sqrt(c_in * 9)
-        assert 0.9 * bound < np.abs(np.asarray(layer.spatial_kernel)).max() <= bound * (1 + 1e-6)
+        assert 0.9 * bound < np.abs(to_numpy(layer.spatial_kernel)).max() <= bound * (1 + 1e-6)
 
 
 def test_save_and_load():

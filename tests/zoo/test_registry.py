@@ -11,7 +11,7 @@ import pytest
 from keras_lc import LCConv2D, fold, zoo
 from keras_lc.zoo import registry
 from tests.harness import check_model_round_trip
-from tests.reference import randomize_batchnorm, rel_error
+from tests.reference import randomize_batchnorm, rel_error, to_numpy
 
 CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, LCConv2D)
 PREACTIVATION = {"wide_resnet", "wide_resnet28_10"}  # CIFAR WRNs: BN-ReLU-conv blocks
@@ -95,7 +95,7 @@ def test_every_registered_model(name, cifar_test_images):
     )
     assert isinstance(model, keras.Model) and model.output_shape == (None, classes)
     randomize_batchnorm(model)
-    logits = np.asarray(model(images[:2], training=False))
+    logits = to_numpy(model(images[:2], training=False))
     assert logits.shape == (2, classes) and np.all(np.isfinite(logits))
     # The design invariant: the folded model (stock Keras layers) computes the same function,
     # on real CIFAR-10 images and on random inputs.
@@ -132,6 +132,19 @@ def test_every_registered_model(name, cifar_test_images):
             assert len(consumers) == 1, layer.name
             assert isinstance(consumers[0], keras.layers.BatchNormalization), layer.name
             assert not layer.use_bias, layer.name
+
+    # One training step (eager: no trace or compile, the same on every backend): the loss is
+    # finite, every learnable weight moves and no frozen kernel does.
+    before = {id(v): to_numpy(v) for v in model.weights}
+    model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss = model.train_on_batch(images[:2], np.array([0, 1]))
+    assert np.isfinite(loss)
+    for v in model.trainable_weights:
+        assert np.any(to_numpy(v) != before[id(v)]), v.path
+    for v in model.non_trainable_weights:
+        if id(v) in spatial:
+            np.testing.assert_array_equal(to_numpy(v), before[id(v)], err_msg=v.path)
     keras.backend.clear_session()
 
 
