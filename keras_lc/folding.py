@@ -29,7 +29,7 @@ import zipfile
 import keras
 
 from keras_lc import fold_math
-from keras_lc.layers.base import FoldableConv2D
+from keras_lc.layers.base import FoldableConv2D, build_with_weights
 from keras_lc.model_kinds import require_functional_or_sequential
 
 _CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
@@ -238,12 +238,7 @@ def _new_conv(layer, kernel, bias):
         return layer.build_folded_layer(kernel, bias)
     config = _portable_config(layer, layer.get_config())
     config["use_bias"] = bias is not None
-    new = type(layer).from_config(config)
-    depthwise = isinstance(new, keras.layers.DepthwiseConv2D)
-    new.build((None, None, None, kernel.shape[2] * (1 if depthwise else getattr(new, "groups", 1))))
-    dtype = layer.variable_dtype
-    new.set_weights([kernel.astype(dtype)] + ([] if bias is None else [bias.astype(dtype)]))
-    return new
+    return build_with_weights(type(layer).from_config(config), kernel, bias, layer.variable_dtype)
 
 
 def _fold_pair(layer, bn):

@@ -1,17 +1,22 @@
 """Shared fixtures: isolation from the user's folders, and real CIFAR-10 from ../shared/datasets,
-unpacked once per session into the session's temporary cache.
+unpacked once into a store the test sessions share (`DATASET_STORE`).
 
 Isolation: no test reads or writes the user's `~/.cache/keras_lc`, `$KERAS_LC_ZOO` or
 `$KERAS_LC_WEIGHTS_URL`. Those variables are cleared when this file is imported (before
 collection reads the published models); a session fixture points `KERAS_LC_CACHE` and
 `KERAS_LC_ZOO` at folders under pytest's temporary directory (what session- and module-scoped
 fixtures see), and an autouse fixture empties both before every test (`keras_lc_cache`), all
-but the cache's `datasets/`, one store for the session, so the CIFAR-10 archive is unpacked
-once. The checkout's `zoo/` and the wheel's `published/` are searched after `$KERAS_LC_ZOO`,
-so an empty one hides no published model.
+but the cache's `datasets/`, a link to one store of unpacked archives (`DATASET_STORE`) that
+every test session, xdist worker and backend pass shares, so the CIFAR-10 archive is unpacked
+once per machine, not once per worker and pass (35 s each). The checkout's `zoo/` and the
+wheel's `published/` are searched after `$KERAS_LC_ZOO`, so an empty one hides no published
+model.
 """
 
+import contextlib
+import fcntl
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -30,6 +35,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+#: Where the tests' unpacked archives live (`$KERAS_LC_TEST_DATASETS`, else a folder in the
+#: system's temporary directory): keyed by the archive's sha256 (`keras_lc.archives`), never
+#: the user's cache.
+DATASET_STORE = Path(os.environ.get("KERAS_LC_TEST_DATASETS",
+                                    Path(tempfile.gettempdir()) / "keras_lc_tests" / "datasets"))
 
 
 #: Fixtures that read the full CIFAR-10 archive; a test using one is marked `cifar10`.
@@ -88,13 +98,14 @@ def keras_lc_session_cache(tmp_path_factory):
     """The test session's cache folder: `KERAS_LC_CACHE` for the whole session (and
     `KERAS_LC_ZOO` its sibling `zoo/`), under pytest's temporary directory.
 
-    Its `datasets/` is a link to one store shared by the session, so an archive is unpacked
-    once; everything else in it (and the zoo folder) is emptied before each test by
+    Its `datasets/` is a link to `DATASET_STORE`, so an archive is unpacked once; everything
+    else in it (and the zoo folder) is emptied before each test by
     `keras_lc_cache`. The path itself stays the same, so a run made by a module-scoped fixture
     and one made by a test record the same unpacked-dataset paths.
     """
     root = tmp_path_factory.mktemp("keras_lc_session")
-    (root / "datasets").mkdir()
+    DATASET_STORE.mkdir(parents=True, exist_ok=True)
+    (root / "datasets").symlink_to(DATASET_STORE, target_is_directory=True)
     (root / "retired").mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KERAS_LC_CACHE", str(root / "cache"))
@@ -127,13 +138,24 @@ def keras_lc_cache(keras_lc_session_cache, monkeypatch):
 
 @pytest.fixture(scope="session")
 def cifar_archive(keras_lc_session_cache):
-    """The CIFAR-10 archive, unpacked once into the session's cache (every test reuses it)."""
+    """The CIFAR-10 archive, unpacked once into `DATASET_STORE` (every test and session reuses it)."""
     path = cifar10_archive()
     if path.is_file():
         from keras_lc.archives import extract_archive
 
-        extract_archive(path, keras_lc_session_cache)
+        with _store_lock():  # a second worker waits, then reuses the first one's
+            extract_archive(path, keras_lc_session_cache)
     return path
+
+
+@contextlib.contextmanager
+def _store_lock():
+    with open(DATASET_STORE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from keras_lc import archives, weights
-from tests.conftest import ISOLATED_VARIABLES, REPO
+from tests.conftest import DATASET_STORE, ISOLATED_VARIABLES, REPO
 
 USER_CACHE = Path(os.path.expanduser("~/.cache/keras_lc")).resolve()
 
@@ -72,10 +72,11 @@ def test_the_checkouts_published_models_are_still_found():
         assert weights.location(found[name])[0] == f"shipped with keras-lc ({folder.name}/)"
 
 
-def test_cifar10_is_unpacked_once_into_the_sessions_cache(cifar_archive, keras_lc_session_cache, caplog):
+def test_cifar10_is_unpacked_once_into_the_shared_store(cifar_archive, keras_lc_session_cache, caplog):
     if not cifar_archive.is_file():
         pytest.skip(f"KERAS_LC_CIFAR10 is an unpacked folder ({cifar_archive}): nothing to unpack")
     with caplog.at_level(logging.INFO, logger="keras_lc.archives"):
         folder = archives.extract_archive(cifar_archive)  # this test's cache
     assert [r.getMessage().split(" ")[0] for r in caplog.records] == ["reusing"]
-    assert folder.resolve().parent == (keras_lc_session_cache / "datasets").resolve()
+    assert folder.resolve().parent == (keras_lc_session_cache / "datasets").resolve() == DATASET_STORE.resolve()
+    assert not _under(DATASET_STORE, Path.home() / ".cache" / "keras_lc")
