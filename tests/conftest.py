@@ -83,14 +83,23 @@ def cifar10_archive():
     return path
 
 
+#: Tests spread one by one over pytest-xdist's workers (`--dist loadgroup`): each case is slow
+#: and builds its own model. Every other test goes with the rest of its module, so a module's
+#: fixtures are built once per run, not once per worker.
+SPREAD = ("tests/zoo/test_registry.py::test_every_registered_model[",)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that reads the full CIFAR-10 archive `cifar10` (`-m "not cifar10"`), and
-    those of `EVERY_BACKEND` `every_backend`."""
+    """Mark every test that reads the full CIFAR-10 archive `cifar10` (`-m "not cifar10"`),
+    those of `EVERY_BACKEND` `every_backend`, and all but `SPREAD` with their module's
+    `xdist_group`."""
     for item in items:
         if set(getattr(item, "fixturenames", ())) & set(CIFAR10_FIXTURES):
             item.add_marker(pytest.mark.cifar10)
         if item.nodeid.startswith(EVERY_BACKEND):
             item.add_marker(pytest.mark.every_backend)
+        if not item.nodeid.startswith(SPREAD):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,6 +2,8 @@
 and every model passes (NumPy reference, fold, config, `.keras` and `.weights.h5` round trips)."""
 
 import dataclasses
+import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -24,6 +26,21 @@ def run_cli(argv, capsys):
         code = exit_.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def kill_at_line(args, marker, **popen):
+    """Runs `args` in a subprocess and kills it hard (SIGKILL) once a line of its stdout contains
+    `marker`, as a crash would; returns its exit status (`-SIGKILL` if it was killed)."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, **popen)
+    try:
+        for line in process.stdout:
+            if marker in line:
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    return process.returncode
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ import pytest
 
 from keras_lc import LCConv2D, weights, zoo
 from keras_lc.samples import cifar10_test_sample
-from tests.harness import run_cli
+from tests.harness import kill_at_line, run_cli
 from tests.reference import randomize_batchnorm, rel_error, to_numpy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,17 +171,9 @@ def test_tiny_run_is_killed_resumed_exported_and_analyzed(tmp_path, cifar_archiv
                str(cifar_archive), "--train-per-class", "10", "--test-per-class", "10", "--epochs", "2",
                "--batch-size", "50", "--validate-every", "2", "--out", str(run)]
     env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu")
-    process = subprocess.Popen([sys.executable, "-m", "keras_lc.cli", *command], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in process.stdout:
-            if "[keras-lc] epoch 1/2 done" in line:
-                process.send_signal(signal.SIGKILL)
-                break
-    finally:
-        process.kill()
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL and not (run / "summary.json").exists()
+    killed = kill_at_line([sys.executable, "-m", "keras_lc.cli", *command], "[keras-lc] epoch 1/2 done",
+                          cwd=REPO, env=env)
+    assert killed == -signal.SIGKILL and not (run / "summary.json").exists()
 
     code, out, err = run_cli(command, capsys)
     assert code == 0, err

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.harness import kill_at_line
 from tests.training.test_run import _weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,17 +81,9 @@ def test_data_parallel_on_two_devices_resumes_and_trains_as_one_device(tmp_path,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     env = dict(_env(cifar_archive), XLA_FLAGS="--xla_force_host_platform_device_count=2")
     two = tmp_path / "two"
-    process = subprocess.Popen([sys.executable, "-c", RUN, str(two), "3", "data_parallel", "augment"], cwd=REPO,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in process.stdout:
-            if line.startswith("[keras-lc] epoch 1/3 done"):
-                process.send_signal(signal.SIGKILL)
-                break
-    finally:
-        process.kill()
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL and not (two / "summary.json").exists()
+    killed = kill_at_line([sys.executable, "-c", RUN, str(two), "3", "data_parallel", "augment"],
+                          "[keras-lc] epoch 1/3 done", cwd=REPO, env=env)
+    assert killed == -signal.SIGKILL and not (two / "summary.json").exists()
     done = subprocess.run([sys.executable, "-c", RUN, str(two), "3", "auto", "augment"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

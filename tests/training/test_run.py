@@ -22,6 +22,7 @@ from keras_lc.initializers import torch_uniform
 from keras_lc.layers import LCConv2D
 from keras_lc.training import Recipe, RunDirectoryError, TrainingDiverged, train
 from tests.conftest import cifar10_archive
+from tests.harness import kill_at_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,17 +96,9 @@ def test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_
     """
     out = tmp_path / "resumed"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(_run_subprocess_args(out, 3, augment=True), cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in process.stdout:
-            if line.startswith("[keras-lc] epoch 1/3 done"):
-                process.send_signal(signal.SIGKILL)  # killed hard, mid-run
-                break
-    finally:
-        process.kill()
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    killed = kill_at_line(_run_subprocess_args(out, 3, augment=True), "[keras-lc] epoch 1/3 done", cwd=REPO,
+                          env=env)  # killed hard, mid-run
+    assert killed == -signal.SIGKILL
     assert not (out / "summary.json").exists()
     completed = json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
     assert completed in (1, 2)
