@@ -49,7 +49,9 @@ CIFAR10_FIXTURES = ("cifar_archive", "cifar_test_images", "cifar_train_images")
 #: backend. CI runs every test on TensorFlow, then these again on JAX and on PyTorch
 #: (`KERAS_BACKEND=jax python -m pytest -m every_backend`): the layers, fold, seeds and
 #: initializers, every registered model (build, forward, a training step, fold, files), the
-#: published weights, files across backends, and a tiny run killed, resumed, exported and analyzed.
+#: published weights (their predictions against TensorFlow's, `tests/test_backends.py`; their
+#: accuracy on raw images, `tests/zoo/test_published_usable.py`, is measured on TensorFlow),
+#: files across backends, and a tiny run killed, resumed, exported and analyzed.
 EVERY_BACKEND = (
     "tests/layers/",
     "tests/test_fold.py::",
@@ -57,7 +59,6 @@ EVERY_BACKEND = (
     "tests/test_weights.py::",
     "tests/zoo/test_blocks.py::",
     "tests/zoo/test_block_references.py::",
-    "tests/zoo/test_published_usable.py::",
     "tests/zoo/test_registry.py::test_every_registered_model",
     "tests/test_backends.py::",
     "tests/training/test_run.py::test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_one",
@@ -83,23 +84,14 @@ def cifar10_archive():
     return path
 
 
-#: Tests spread one by one over pytest-xdist's workers (`--dist loadgroup`): each case is slow
-#: and builds its own model. Every other test goes with the rest of its module, so a module's
-#: fixtures are built once per run, not once per worker.
-SPREAD = ("tests/zoo/test_registry.py::test_every_registered_model[",)
-
-
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that reads the full CIFAR-10 archive `cifar10` (`-m "not cifar10"`),
-    those of `EVERY_BACKEND` `every_backend`, and all but `SPREAD` with their module's
-    `xdist_group`."""
+    """Mark every test that reads the full CIFAR-10 archive `cifar10` (`-m "not cifar10"`), and
+    those of `EVERY_BACKEND` `every_backend`."""
     for item in items:
         if set(getattr(item, "fixturenames", ())) & set(CIFAR10_FIXTURES):
             item.add_marker(pytest.mark.cifar10)
         if item.nodeid.startswith(EVERY_BACKEND):
             item.add_marker(pytest.mark.every_backend)
-        if not item.nodeid.startswith(SPREAD):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session", autouse=True)
