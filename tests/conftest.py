@@ -48,7 +48,8 @@ CIFAR10_FIXTURES = ("cifar_archive", "cifar_test_images", "cifar_train_images")
 #: The tests marked `every_backend` (test ids, or the start of one): what must hold on each Keras
 #: backend. CI runs every test on TensorFlow, then these again on JAX and on PyTorch
 #: (`KERAS_BACKEND=jax python -m pytest -m every_backend`): the layers, fold, seeds and
-#: initializers, every registered model (build, forward, a training step, fold, files), the
+#: initializers (the weights registry's files, hashes and downloads are backend-free: TensorFlow
+#: only), every registered model (build, forward, a training step, fold, files), the
 #: published weights (their predictions against TensorFlow's, `tests/test_backends.py`; their
 #: accuracy on raw images, `tests/zoo/test_published_usable.py`, is measured on TensorFlow),
 #: files across backends, and a tiny run killed, resumed, exported and analyzed.
@@ -56,7 +57,6 @@ EVERY_BACKEND = (
     "tests/layers/",
     "tests/test_fold.py::",
     "tests/test_initializers.py::",
-    "tests/test_weights.py::",
     "tests/zoo/test_blocks.py::",
     "tests/zoo/test_block_references.py::",
     "tests/zoo/test_registry.py::test_every_registered_model",
