@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_lc import cli
 from keras_lc.layers import FoldableConv2D
-from tests.reference import rel_error
+from tests.reference import rel_error, to_numpy
 
 
 def run_cli(argv, capsys):
@@ -53,14 +53,10 @@ class FoldableCheck:
     fold_error: float = None
 
 
-def _as_numpy(x):
-    return np.asarray(keras.ops.convert_to_numpy(x))
-
-
 def _perturb(layer):
     """Every trainable weight moved off its initial value, w -> 1.5 w + 0.01."""
     for weight in layer.trainable_weights:
-        weight.assign((_as_numpy(weight) * 1.5 + 0.01).astype(weight.dtype))
+        weight.assign((to_numpy(weight) * 1.5 + 0.01).astype(weight.dtype))
 
 
 def _model_of(layer, x):
@@ -72,7 +68,7 @@ def _assert_same_weights(actual, expected):
     assert len(actual.weights) == len(expected.weights)
     for a, b in zip(actual.weights, expected.weights):
         assert (a.name, a.trainable) == (b.name, b.trainable), (a.path, b.path)
-        np.testing.assert_array_equal(_as_numpy(a), _as_numpy(b), err_msg=b.path)
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=b.path)
 
 
 def check_foldable_layer(
@@ -119,7 +115,7 @@ def check_foldable_layer(
         layer.build(x.shape)
     if perturb:
         _perturb(layer)
-    y = _as_numpy(layer(x))
+    y = to_numpy(layer(x))
     check = FoldableCheck(layer, y)
 
     if reference is not None:
@@ -134,7 +130,7 @@ def check_foldable_layer(
         assert bias is None or bias.dtype == layer.variable_dtype, bias.dtype
         conv = layer.to_conv2d()
         assert type(conv) is layer.folded_layer_class and type(conv).__module__.startswith("keras.")
-        folded = _as_numpy(conv(x))
+        folded = to_numpy(conv(x))
         assert folded.shape == y.shape, (folded.shape, y.shape)
         check.fold_error = rel_error(folded, y)
         assert check.fold_error <= fold_tolerance, check.fold_error
@@ -145,7 +141,7 @@ def check_foldable_layer(
         assert clone.get_config() == config
         clone.build(x.shape)
         clone.set_weights(layer.get_weights())
-        np.testing.assert_array_equal(_as_numpy(clone(x)), y)
+        np.testing.assert_array_equal(to_numpy(clone(x)), y)
 
         model = _model_of(layer, x)
         with tempfile.TemporaryDirectory() as directory:
@@ -155,15 +151,15 @@ def check_foldable_layer(
             assert type(loaded.layers[-1]) is type(layer)
             assert loaded.layers[-1].get_config() == config
             _assert_same_weights(loaded, model)
-            np.testing.assert_array_equal(_as_numpy(loaded(x)), _as_numpy(model(x)))
+            np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(model(x)))
 
             path = Path(directory) / "layer.weights.h5"
             model.save_weights(path)
             fresh = _model_of(factory() if factory else type(layer).from_config(config), x)
-            assert not np.array_equal(_as_numpy(fresh(x)), y), "a fresh layer already equals it"
+            assert not np.array_equal(to_numpy(fresh(x)), y), "a fresh layer already equals it"
             fresh.load_weights(path)
             _assert_same_weights(fresh, model)
-            np.testing.assert_array_equal(_as_numpy(fresh(x)), _as_numpy(model(x)))
+            np.testing.assert_array_equal(to_numpy(fresh(x)), to_numpy(model(x)))
     return check
 
 
@@ -174,7 +170,7 @@ def _scramble_learned_state(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             learned.update({id(w): w for w in (layer.moving_mean, layer.moving_variance)})
     for weight in learned.values():
-        weight.assign((_as_numpy(weight) * 1.5 + 0.01).astype(weight.dtype))
+        weight.assign((to_numpy(weight) * 1.5 + 0.01).astype(weight.dtype))
     return len(learned)
 
 
@@ -190,7 +186,7 @@ def check_model_round_trip(model, x, outputs=None):
     time would cost seconds.) Outputs are in inference mode; `outputs`, if
     given, are `model`'s on `x`, already computed.
     """
-    expected = _as_numpy(model(x, training=False)) if outputs is None else _as_numpy(outputs)
+    expected = to_numpy(model(x, training=False)) if outputs is None else to_numpy(outputs)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "model.keras"
         model.save(path)
@@ -198,11 +194,11 @@ def check_model_round_trip(model, x, outputs=None):
         assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
         assert [layer.get_config() for layer in loaded.layers] == [layer.get_config() for layer in model.layers]
         _assert_same_weights(loaded, model)
-        np.testing.assert_array_equal(_as_numpy(loaded(x, training=False)), expected)
+        np.testing.assert_array_equal(to_numpy(loaded(x, training=False)), expected)
 
         path = Path(directory) / "model.weights.h5"
         model.save_weights(path)
         assert _scramble_learned_state(loaded), "the model has no learned state to load back"
         loaded.load_weights(path)
         _assert_same_weights(loaded, model)
-        np.testing.assert_array_equal(_as_numpy(loaded(x, training=False)), expected)
+        np.testing.assert_array_equal(to_numpy(loaded(x, training=False)), expected)

@@ -17,10 +17,6 @@ def _x(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
-def _numpy(x):
-    return to_numpy(keras.ops.convert_to_numpy(x))
-
-
 def test_basis_rank_is_min_of_fan_in_and_spatial_filters():
     model = zoo.resnet_lc(depth=8, width=8, expansion=8, implementation="basis", seed=0,
                           input_shape=(32, 32, 3))
@@ -80,12 +76,12 @@ def test_wide_layer_basis_matches_the_svd_form():
     shape = (3, 3, 64, 8192)
     p, v = frozen_svd(torch_uniform(shape, 21).reshape(-1, 8192))
     a = v.T @ torch_uniform((8192, 64), 21, STREAM_COMBINATION)
-    assert rel_error(_numpy(layer.basis), p) <= 1e-5
-    assert rel_error(_numpy(layer.basis_coefficients), a) <= 1e-5
+    assert rel_error(to_numpy(layer.basis), p) <= 1e-5
+    assert rel_error(to_numpy(layer.basis_coefficients), a) <= 1e-5
     expected = numpy_conv2d(x, (p @ a).reshape(3, 3, 64, 64))
-    y = _numpy(layer(x))
+    y = to_numpy(layer(x))
     assert rel_error(y, expected) <= 1e-5
-    assert rel_error(_numpy(layer.to_conv2d()(x)), expected) <= 1e-5
+    assert rel_error(to_numpy(layer.to_conv2d()(x)), expected) <= 1e-5
 
 
 def test_rebuilding_reuses_the_cached_basis(monkeypatch):
@@ -99,8 +95,8 @@ def test_rebuilding_reuses_the_cached_basis(monkeypatch):
     first, second = (layer.seed_basis(4) for layer in layers)
     assert all(a is b for a, b in zip(first, second))
     assert not first[0].flags.writeable
-    np.testing.assert_array_equal(_numpy(layers[0].basis), _numpy(layers[1].basis))
-    np.testing.assert_array_equal(_numpy(layers[0].basis_coefficients), _numpy(layers[1].basis_coefficients))
+    np.testing.assert_array_equal(to_numpy(layers[0].basis), to_numpy(layers[1].basis))
+    np.testing.assert_array_equal(to_numpy(layers[0].basis_coefficients), to_numpy(layers[1].basis_coefficients))
 
 
 def test_basis_cache_is_bounded_in_bytes():
@@ -129,7 +125,7 @@ def test_basis_cache_is_bounded_in_bytes():
 def test_loading_draws_the_seed_kernel_once(tmp_path, monkeypatch):
     basis = LCConv2D(6, 3, expansion=32, implementation="basis", seed=4_242_424)
     basis.build((None, 8, 8, 4))
-    basis.basis_coefficients.assign(_numpy(basis.basis_coefficients) * 1.5)
+    basis.basis_coefficients.assign(to_numpy(basis.basis_coefficients) * 1.5)
     store = {}
     basis.save_own_variables(store)
     composed = LCConv2D(6, 3, expansion=32, implementation="composed", seed=4_242_424)
@@ -141,7 +137,7 @@ def test_loading_draws_the_seed_kernel_once(tmp_path, monkeypatch):
     composed.load_own_variables(store)  # kernel regenerated and C = V A: one draw
     assert drawn == [(3, 3, 4, 192)]
     x = _x((2, 8, 8, 4))
-    assert rel_error(_numpy(composed(x)), _numpy(basis(x))) <= 1e-5
+    assert rel_error(to_numpy(composed(x)), to_numpy(basis(x))) <= 1e-5
 
 
 def test_shared_layer_never_draws_the_seed_kernel(monkeypatch):
@@ -151,7 +147,7 @@ def test_shared_layer_never_draws_the_seed_kernel(monkeypatch):
     layer = SharedLCConv2D(4, 3, expansion=2, bank_seed=0, bank_channels=8, bank_filters=16, seed=1)
     layer.build((None, 6, 6, 4))
     assert STREAM_SPATIAL not in streams
-    np.testing.assert_allclose(_numpy(layer.spatial_kernel), layer.bank_slice(4), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(layer.spatial_kernel), layer.bank_slice(4), rtol=1e-6)
 
 
 def _loaded_basis_layer(seed=3, pixels=4):
@@ -159,7 +155,7 @@ def _loaded_basis_layer(seed=3, pixels=4):
     layer = LCConv2D(5, 3, expansion=16, implementation="basis", use_bias=True, seed=seed)
     layer.build((None, pixels, pixels, 4))
     for weight in layer.trainable_weights:
-        weight.assign(_numpy(weight) * 1.5 + 0.01)
+        weight.assign(to_numpy(weight) * 1.5 + 0.01)
     store = {}
     layer.save_own_variables(store)
     layer.load_own_variables(store)
@@ -170,17 +166,17 @@ def test_inference_reuses_the_kernel_computed_on_load_bit_identically():
     layer = _loaded_basis_layer()
     assert layer._inference_kernel is not None
     x = _x((2, 4, 4, 4))
-    np.testing.assert_array_equal(_numpy(layer(x, training=False)), _numpy(layer(x, training=True)))
+    np.testing.assert_array_equal(to_numpy(layer(x, training=False)), to_numpy(layer(x, training=True)))
     conv = layer.to_conv2d()
-    assert rel_error(_numpy(layer(x, training=False)), _numpy(conv(x))) <= 1e-5
+    assert rel_error(to_numpy(layer(x, training=False)), to_numpy(conv(x))) <= 1e-5
     inputs = keras.Input((4, 4, 4))
     model = keras.Model(inputs, layer(inputs))
-    np.testing.assert_array_equal(model.predict_on_batch(x), _numpy(layer(x, training=True)))
+    np.testing.assert_array_equal(model.predict_on_batch(x), to_numpy(layer(x, training=True)))
     # A changed after load: inference follows it, eagerly and in the predict traced before
-    layer.basis_coefficients.assign(_numpy(layer.basis_coefficients) * -2.0)
-    np.testing.assert_array_equal(_numpy(layer(x, training=False)), _numpy(layer(x, training=True)))
-    expected = _numpy(layer.to_conv2d()(x))
-    assert rel_error(_numpy(layer(x, training=False)), expected) <= 1e-5
+    layer.basis_coefficients.assign(to_numpy(layer.basis_coefficients) * -2.0)
+    np.testing.assert_array_equal(to_numpy(layer(x, training=False)), to_numpy(layer(x, training=True)))
+    expected = to_numpy(layer.to_conv2d()(x))
+    assert rel_error(to_numpy(layer(x, training=False)), expected) <= 1e-5
     assert rel_error(model.predict_on_batch(x), expected) <= 1e-5
 
 
