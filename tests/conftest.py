@@ -40,6 +40,15 @@ DEFAULT_ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 #: the user's cache.
 DATASET_STORE = Path(os.environ.get("KERAS_LC_TEST_DATASETS",
                                     Path(tempfile.gettempdir()) / "keras_lc_tests" / "datasets"))
+#: JAX's persistent compilation cache, beside the dataset store and shared the same way: XLA
+#: compiles each eager op (and each jitted step) once per machine, not once per xdist worker,
+#: subprocess and pass (the registry's models share most of their op shapes). Every entry is
+#: kept (no minimum compile time or size). The cache is keyed by the HLO, JAX version and
+#: flags, so it changes no result. Set before JAX is imported.
+JAX_CACHE = DATASET_STORE.parent / "jax_compilation_cache"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(JAX_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 #: Fixtures that read the full CIFAR-10 archive; a test using one is marked `cifar10`.
@@ -50,9 +59,11 @@ CIFAR10_FIXTURES = ("cifar_archive", "cifar_test_images", "cifar_train_images")
 #: (`KERAS_BACKEND=jax python -m pytest -m every_backend`): the layers, fold, seeds and
 #: initializers (the weights registry's files, hashes and downloads are backend-free: TensorFlow
 #: only), every registered model (build, forward, a training step, fold, files), the
-#: published weights (their predictions against TensorFlow's, `tests/test_backends.py`; their
-#: accuracy on raw images, `tests/zoo/test_published_usable.py`, is measured on TensorFlow),
-#: files across backends, and a tiny run killed, resumed, exported and analyzed.
+#: files across backends, and a tiny run killed, resumed, exported and analyzed. The published
+#: weights' predictions on JAX and PyTorch are compared with TensorFlow's in the TensorFlow pass,
+#: by a subprocess on each (`tests/test_backends.py`), so the other passes do not repeat those
+#: pairs; their accuracy on raw images (`tests/zoo/test_published_usable.py`) is measured on
+#: TensorFlow.
 EVERY_BACKEND = (
     "tests/layers/",
     "tests/test_fold.py::",
@@ -60,7 +71,10 @@ EVERY_BACKEND = (
     "tests/zoo/test_blocks.py::",
     "tests/zoo/test_block_references.py::",
     "tests/zoo/test_registry.py::test_every_registered_model",
-    "tests/test_backends.py::",
+    "tests/test_backends.py::test_two_other_backends_are_installed",
+    "tests/test_backends.py::test_weights_file_is_compact",
+    "tests/test_backends.py::test_files_load_bit_identical_on_the_other_backend",
+    "tests/test_backends.py::test_tiny_run_is_killed_resumed_exported_and_analyzed",
     "tests/training/test_run.py::test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_one",
 )
 

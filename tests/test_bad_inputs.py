@@ -49,7 +49,8 @@ def place(tmp_path_factory, cifar_archive):
     config = json.loads((finished / "config.json").read_text())
     (unfinished / "config.json").write_text(json.dumps(config))
     zoo_dir = root / "zoo"  # a model published from "another run", and a folder that is none
-    assert cli.main(["export", str(finished), "--name", "tiny", "--zoo-dir", str(zoo_dir)]) == 0
+    # No SavedModel/ONNX/LiteRT: what these tests check is the folders, not the formats.
+    assert cli.main(["export", str(finished), "--name", "tiny", "--zoo-dir", str(zoo_dir), "--formats", "none"]) == 0
     manifest = json.loads((zoo_dir / "tiny" / "manifest.json").read_text())
     manifest["run_sha256"] = "0" * 64
     (zoo_dir / "tiny" / "manifest.json").write_text(json.dumps(manifest))
@@ -184,12 +185,15 @@ def test_export_replaces_another_runs_model_only_with_overwrite(place, capsys, t
 
     zoo_dir = tmp_path / "zoo"
     shutil.copytree(place["root"] / "zoo", zoo_dir)
-    argv = ["export", str(place["finished"]), "--name", "tiny", "--zoo-dir", str(zoo_dir)]
+    argv = ["export", str(place["finished"]), "--name", "tiny", "--zoo-dir", str(zoo_dir), "--formats", "none"]
     code, _, err = run_cli(argv, capsys)
     assert code == 2 and "--overwrite" in err
     code, out, err = run_cli(argv + ["--overwrite"], capsys)
     assert code == 0, err
     manifest = json.loads((zoo_dir / "tiny" / "manifest.json").read_text())
+    assert manifest["exports"] == [] and json.loads(out.strip().splitlines()[-1])["exports"] == {}
+    assert sorted(p.name for p in (zoo_dir / "tiny").iterdir()) == [
+        "README.md", "manifest.json", "tiny.weights.h5", "tiny_folded.keras", "tiny_notop.weights.h5"]
     from keras_lc.data import sha256_of
 
     assert manifest["run_sha256"] == sha256_of(place["finished"] / "final.weights.h5")

@@ -124,9 +124,11 @@ def test_export_replaces_an_entry_and_refuses_bad_input(published, run_dir, caps
     shutil.copytree(published, zoo_dir, symlinks=True)
     before = json.loads((zoo_dir / "tiny_lc" / "manifest.json").read_text())
     assert cli.main(["export", str(run_dir), "--name", "tiny_lc", "--zoo-dir", str(zoo_dir),
-                     "--weights-tag", "cifar10_again"]) == 0
+                     "--weights-tag", "cifar10_again", "--formats", "none"]) == 0
     after = json.loads((zoo_dir / "tiny_lc" / "manifest.json").read_text())
     assert after["weights"] == "cifar10_again" and after["sha256"] == before["sha256"]
+    # The replaced entry is the new export's alone: no SavedModel/ONNX/LiteRT left from before.
+    assert after["exports"] == [] and not (zoo_dir / "tiny_lc" / "saved_model").exists()
     assert sorted(p.name for p in zoo_dir.iterdir()) == ["tiny_lc"]
     capsys.readouterr()
     assert cli.main(["export", str(run_dir), "--name", "Bad Name", "--zoo-dir", str(zoo_dir)]) == 2

@@ -134,7 +134,7 @@ def test_formats_on_another_backend_are_skipped_or_refused_in_one_line(monkeypat
 def test_export_command_rejects_bad_formats_in_one_line(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["export", str(tmp_path), "--name", "x", "--formats", "onnx,tflite"], capsys)
     assert code == 2 and out == ""
-    assert ("argument --formats: expected 'auto' or a comma-separated list of saved_model, onnx, litert, "
+    assert ("argument --formats: expected 'auto', 'none' or a comma-separated list of saved_model, onnx, litert, "
             "got 'onnx,tflite'") in err and len(err.strip().splitlines()) == 1
     monkeypatch.setitem(interchange.REQUIREMENTS, "litert", ("no_such_module_for_the_test",))
     code, out, err = run_cli(["export", str(tmp_path), "--name", "x", "--formats", "litert"], capsys)

@@ -32,11 +32,19 @@ class NoTensorFlow:
             raise ModuleNotFoundError(f"No module named {{name!r}} (no TensorFlow in this test)")
 sys.meta_path.insert(0, NoTensorFlow())
 """
-CLI = PRELUDE + """
+#: `python -c CLI COMMANDS`: each command of the JSON list `COMMANDS` through `keras_lc.cli.main`,
+#: in one process (one JAX start-up), each followed by `STEP` on stdout and stderr.
+STEP = "--- keras-lc command done ---"
+CLI = PRELUDE + f"""
+import json
 from keras_lc.cli import main
-code = main(sys.argv[1:])
+for argv in json.loads(sys.argv[1]):
+    code = main(argv)
+    print({STEP!r}, flush=True)
+    print({STEP!r}, file=sys.stderr, flush=True)
+    if code:
+        raise SystemExit(code)
 assert "tensorflow" not in sys.modules, "TensorFlow was imported"
-raise SystemExit(code)
 """
 RUN = PRELUDE + """
 import runpy
@@ -54,11 +62,15 @@ def _env(cifar_archive):
                 JAX_PLATFORMS="cpu")
 
 
-def _cli(args, env, timeout=600):
-    done = subprocess.run([sys.executable, "-c", CLI, *map(str, args)], cwd=REPO, env=env,
+def _cli(commands, env, timeout=600):
+    """`[(stdout, stderr)]` of each command (a list of arguments), run in one subprocess."""
+    commands = [[str(a) for a in argv] for argv in commands]
+    done = subprocess.run([sys.executable, "-c", CLI, json.dumps(commands)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    outs, errs = done.stdout.split(STEP + "\n"), done.stderr.split(STEP + "\n")
+    assert len(outs) == len(errs) == len(commands) + 1, done.stdout[-3000:] + done.stderr[-3000:]
+    return list(zip(outs, errs))[:-1]
 
 
 def test_the_import_guard_refuses_tensorflow(tmp_path):
@@ -101,16 +113,17 @@ def test_data_parallel_on_two_devices_resumes_and_trains_as_one_device(tmp_path,
 def test_train_evaluate_fold_and_export_on_jax_without_tensorflow(tmp_path, cifar_archive):
     env = _env(cifar_archive)
     run = tmp_path / "run"
-    _cli(["train", "--model", "resnet_lc20", "--expansion", "4", "--dataset", "cifar10", "--data-dir",
-          cifar_archive, "--train-per-class", "20", "--test-per-class", "10", "--epochs", "2", "--batch-size",
-          "50", "--out", run], env)
+    _, evaluated, exported = _cli([
+        ["train", "--model", "resnet_lc20", "--expansion", "4", "--dataset", "cifar10", "--data-dir",
+         cifar_archive, "--train-per-class", "20", "--test-per-class", "10", "--epochs", "2", "--batch-size",
+         "50", "--out", run],
+        ["evaluate", run, "--data-dir", cifar_archive, "--test-per-class", "10"],
+        ["export", run, "--name", "tiny", "--zoo-dir", tmp_path / "zoo"]], env)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["steps"] == 8 and summary["tensorboard_logs"] is False
-    evaluated = json.loads(_cli(["evaluate", run, "--data-dir", cifar_archive, "--test-per-class", "10"],
-                                env).stdout.strip().splitlines()[-1])
+    evaluated = json.loads(evaluated[0].strip().splitlines()[-1])
     assert evaluated["top1"] == pytest.approx(summary["top1"], abs=1e-6) and evaluated["test_examples"] == 100
-    done = _cli(["export", run, "--name", "tiny", "--zoo-dir", tmp_path / "zoo"], env)
-    assert "not writing saved_model, onnx, litert" in done.stderr
+    assert "not writing saved_model, onnx, litert" in exported[1]
     folder = tmp_path / "zoo" / "tiny"
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md", "manifest.json", "tiny.weights.h5", "tiny_folded.keras", "tiny_notop.weights.h5"]

@@ -29,9 +29,10 @@ def add_parser(subparsers):
     parser.add_argument("--hardware", metavar="TEXT",
                         help="the machine it trained on (default: what the run recorded)")
     parser.add_argument("--formats", default="auto", type=_formats, metavar="LIST",
-                        help="exports of the folded model, comma-separated from saved_model, onnx, litert "
-                        "(default: auto, every format that can be written here: onnx and litert need "
-                        "pip install 'keras-lc[export]', and all three Keras on TensorFlow)")
+                        help="exports of the folded model, comma-separated from saved_model, onnx, litert, "
+                        "or none (only the folded .keras) (default: auto, every format that can be written "
+                        "here: onnx and litert need pip install 'keras-lc[export]', and all three Keras "
+                        "on TensorFlow)")
     parser.add_argument("--push", metavar="hf://ORG/REPO[@REVISION]",
                         help="then upload zoo-dir/NAME to this Hugging Face Hub repository (created if "
                         "missing; the token is huggingface_hub's: HF_TOKEN or 'hf auth login'; needs "
@@ -45,10 +46,12 @@ def _formats(text):
     """`--formats`: `auto` or a comma-separated list of `keras_lc.interchange.FORMATS`."""
     from keras_lc.interchange import FORMATS
 
-    formats = text if text == "auto" else tuple(f.strip() for f in text.split(",") if f.strip())
-    if formats != "auto" and (not formats or set(formats) - set(FORMATS)):
+    if text in ("auto", "none"):
+        return text if text == "auto" else ()
+    formats = tuple(f.strip() for f in text.split(",") if f.strip())
+    if not formats or set(formats) - set(FORMATS):
         raise argparse.ArgumentTypeError(
-            f"expected 'auto' or a comma-separated list of {', '.join(FORMATS)}, got {text!r}")
+            f"expected 'auto', 'none' or a comma-separated list of {', '.join(FORMATS)}, got {text!r}")
     return formats
 
 
@@ -67,9 +70,10 @@ def run(args):
             hub.require_client()
         except (ValueError, ImportError) as error:
             raise UsageError(str(error)) from None
-    skipped = [f for f in interchange.FORMATS if interchange.unavailable(f)] if args.formats == "auto" else []
+    reasons = {f: interchange.unavailable(f) for f in interchange.FORMATS} if args.formats == "auto" else {}
+    skipped = [f for f, why in reasons.items() if why]
     if skipped:
-        why = "; ".join(f"{f} {interchange.unavailable(f)}" for f in skipped)
+        why = "; ".join(f"{f} {reasons[f]}" for f in skipped)
         hint = (f"onnx and litert: {interchange.EXTRA}" if any(interchange.missing_packages(f) for f in skipped)
                 else "KERAS_BACKEND=tensorflow keras-lc export ... writes them")
         print(f"keras-lc export: not writing {', '.join(skipped)} ({why}; {hint})", file=sys.stderr)
