@@ -104,3 +104,63 @@ def test_same_shape_layers_of_one_model_get_their_own_kernels():
     assert len(lc) == 6 and len({layer.seed for layer in lc}) == 6
     kernels = [np.asarray(layer.seed_kernel()) for layer in lc]
     assert all(not np.allclose(kernels[0], other) for other in kernels[1:])
+
+
+def test_a_fresh_seed_comes_from_numpys_global_generator():
+    """Golden values: `seed=None` draws from [0, 2**31 - 1) of NumPy's global generator, so
+    `keras.utils.set_random_seed` reproduces it, for `resolve_seed` and `LCConv2D` alike."""
+    from keras_lc import LCConv2D
+    from keras_lc.initializers import resolve_seed
+
+    np.random.seed(0)
+    assert [resolve_seed(None) for _ in range(4)] == [209652396, 398764591, 924231285, 1478610112]
+    keras.utils.set_random_seed(7)
+    assert resolve_seed(None) == 327741615
+    keras.utils.set_random_seed(7)
+    assert LCConv2D(8, 3, expansion=2).seed == 327741615
+    assert resolve_seed(5) == 5 and resolve_seed(np.int64(2**63 - 1)) == 2**63 - 1
+    with pytest.raises(ValueError, match=r"Received: seed=-3"):
+        resolve_seed(-3)
+
+
+@pytest.mark.parametrize("kernel_size, fan_in", [((3, 3), 9), ((2, 3), 6), ((1, 5), 5)])
+def test_depthwise_spatial_initializer_uses_pytorchs_fan_in(kernel_size, fan_in):
+    """PyTorch's depthwise weight is (C * mult, 1, kh, kw): fan_in = kh * kw, not C * kh * kw."""
+    from keras_lc.initializers import spatial_initializer
+
+    shape = kernel_size + (4, 1)
+    # float32: JAX holds no float64 unless x64 is enabled; the cast is the same on both sides.
+    depthwise = np.asarray(spatial_initializer(kernel_size, seed=3, depthwise=True)(shape, dtype="float32"))
+    np.testing.assert_array_equal(depthwise, torch_uniform(shape, 3, fan_in=fan_in).astype("float32"))
+    assert np.abs(depthwise).max() <= 1 / np.sqrt(fan_in) < np.abs(depthwise).max() * 1.5
+    dense = np.asarray(spatial_initializer(kernel_size, seed=3)(shape, dtype="float32"))
+    np.testing.assert_array_equal(dense, torch_uniform(shape, 3, fan_in=4 * fan_in).astype("float32"))
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (3, 6, 5), (2, 3, 6, 5)])
+def test_every_rank_is_drawn_in_pytorchs_layout(shape):
+    """Rank 2 (Dense), 3 (Conv1D) and 4: drawn as (c_out, c_in, *spatial), returned in Keras'
+    layout by `torch_uniform` and `TorchUniform` alike, `layout="torch"` as drawn."""
+    drawn = torch_uniform(shape, 11, layout="".join(["tor", "ch"]))  # equal to "torch", not the same object
+    assert drawn.shape == (shape[-1], shape[-2]) + shape[:-2]
+    keras_layout = torch_uniform(shape, 11)
+    np.testing.assert_array_equal(keras_layout, np.transpose(drawn, tuple(range(2, len(shape))) + (1, 0)))
+    np.testing.assert_array_equal(np.asarray(TorchUniform(11)(shape, dtype="float32")), keras_layout.astype("float32"))
+    # The first filters do not depend on how many are drawn.
+    np.testing.assert_array_equal(torch_uniform(shape[:-1] + (2,), 11), keras_layout[..., :2])
+
+
+def test_a_bias_is_symmetric_and_the_streams_are_pinned():
+    """A bias (rank 1, `fan_in` given) spans [-a, a]; the stream numbers are literals, since the
+    published files' kernels and biases follow from them."""
+    from keras_lc import initializers
+
+    bias = np.asarray(TorchUniform(0, initializers.STREAM_BIAS, fan_in=1)((4096,), dtype="float32"))
+    assert bias.min() < -0.99 and bias.max() > 0.99 and np.abs(bias).max() <= 1.0
+    assert (initializers.STREAM_SPATIAL, initializers.STREAM_COMBINATION, initializers.STREAM_BIAS) == (0, 1, 2)
+
+
+@pytest.mark.parametrize("stream", [True, -1, 1.0, "1"])
+def test_a_stream_must_be_a_non_negative_integer(stream):
+    with pytest.raises(ValueError, match=r"Received: stream="):
+        TorchUniform(0, stream=stream)

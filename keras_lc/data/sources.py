@@ -170,8 +170,23 @@ def load_dataset(name, split, data_dir=None, download=False, per_class=None, off
 
     Example:
 
-    >>> train = load_dataset("cifar10", "train", "cifar10-jpeg.tar.gz")  # doctest: +SKIP
-    >>> batches = make_pipeline(train, training=True, batch_size=256)  # doctest: +SKIP
+    An image folder (here the 100 shipped test images written as one; the
+    CIFAR-10 archive `cifar10-jpeg.tar.gz` is given the same way):
+
+    >>> import pathlib, tempfile
+    >>> import keras
+    >>> from keras_lc.data import make_pipeline
+    >>> from keras_lc.samples import cifar10_test_sample
+    >>> sample, root = cifar10_test_sample(), pathlib.Path(tempfile.mkdtemp())
+    >>> for image, name in zip(sample.images, sample.files):  # e.g. test/cat/0990.jpg
+    ...     (root / name).parent.mkdir(parents=True, exist_ok=True)
+    ...     keras.utils.save_img(root / name.replace(".jpg", ".png"), image)
+    >>> test = load_dataset("cifar10", "test", root)
+    >>> test.num_examples, test.class_names[:3]
+    (100, ['airplane', 'automobile', 'bird'])
+    >>> images, labels = next(iter(make_pipeline(test, training=False, batch_size=32)))
+    >>> tuple(images.shape), tuple(labels.shape)
+    ((32, 32, 32, 3), (32, 10))
     """
     spec = get_spec(name)
     if data_dir is not None and is_image_folder(data_dir):

@@ -3,14 +3,13 @@
 import warnings
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_lc import fold_math
-from keras_lc.initializers import STREAM_BIAS, STREAM_COMBINATION, TorchUniform
+from keras_lc.initializers import STREAM_BIAS, STREAM_COMBINATION, TorchUniform, resolve_seed
 from keras_lc.layers.base import FoldableConv2D
 from keras_lc.layers.compact_weights import CompactWeights
-from keras_lc.validation import check_bool, check_choice, check_seed, frozen_spatial_alias, positive_int
+from keras_lc.validation import check_bool, check_choice, frozen_spatial_alias, positive_int
 
 IMPLEMENTATIONS = ("auto", "two_stage", "composed", "basis")
 INTERMEDIATES = (None, "relu", "bn", "bn_relu")
@@ -128,9 +127,7 @@ class LCConv2D(CompactWeights, FoldableConv2D):
             )
         self.implementation = implementation
         self.intermediate = intermediate
-        if seed is None:
-            seed = int(np.random.randint(0, 2**31 - 1))
-        self.seed = check_seed(seed)
+        self.seed = resolve_seed(seed)
         self.intermediate_bn = (
             keras.layers.BatchNormalization(name="intermediate_bn", dtype=self.dtype_policy)
             if intermediate in ("bn", "bn_relu")

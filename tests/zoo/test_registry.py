@@ -104,7 +104,10 @@ def test_every_registered_model(name, cifar_test_images):
     noise = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
     assert rel_error(folded(noise), model(noise, training=False)) <= 1e-5
     # Saved and loaded (.keras with safe_mode=True, .weights.h5): bit-identical weights and outputs.
-    check_model_round_trip(model, images[:2], outputs=logits)
+    # On TensorFlow; on JAX and PyTorch, files of every kind of weight are written and read across
+    # all three backends by tests/test_backends.py (here a third of a big model's time there).
+    if keras.backend.backend() == "tensorflow":
+        check_model_round_trip(model, images[:2], outputs=logits)
 
     # Parameter counts: learnable (all but BN moving statistics) and frozen (trainable).
     statistics = [v for v in model.weights if v.path.endswith(("moving_mean", "moving_variance"))]
