@@ -80,3 +80,15 @@ def test_cifar10_is_unpacked_once_into_the_shared_store(cifar_archive, keras_lc_
     assert [r.getMessage().split(" ")[0] for r in caplog.records] == ["reusing"]
     assert folder.resolve().parent == (keras_lc_session_cache / "datasets").resolve() == DATASET_STORE.resolve()
     assert not _under(DATASET_STORE, Path.home() / ".cache" / "keras_lc")
+
+
+def test_the_long_modules_exist_and_are_queued_first(request):
+    """`LONG_MODULES` names real files (a renamed module would silently lose its place), and the
+    collection starts with them, in that order."""
+    from tests.conftest import LONG_MODULES
+
+    assert all((REPO / module).is_file() for module in LONG_MODULES), LONG_MODULES
+    assert request.config.option.loadscopereorder is False
+    modules = list(dict.fromkeys(item.nodeid.split("::")[0] for item in request.session.items))
+    collected = [m for m in LONG_MODULES if m in modules]
+    assert modules[:len(collected)] == collected
