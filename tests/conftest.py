@@ -97,6 +97,10 @@ def cifar10_archive():
         pytest.skip(message)
     return path
 
+#: Tests under `EVERY_BACKEND` that run every backend they compare in subprocesses of their own:
+#: the same in every pass, so only the TensorFlow pass runs them.
+SELF_CONTAINED = ("tests/test_initializers.py::test_same_seed_same_kernel_on_tensorflow_and_jax",)
+
 
 #: The modules that take longest on TensorFlow, longest first (measured with `--durations`:
 #: from about 150 s of one worker down to 35 s; together about two thirds of the pass). They
@@ -134,7 +138,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if set(getattr(item, "fixturenames", ())) & set(CIFAR10_FIXTURES):
             item.add_marker(pytest.mark.cifar10)
-        if item.nodeid.startswith(EVERY_BACKEND):
+        if item.nodeid.startswith(EVERY_BACKEND) and not item.nodeid.startswith(SELF_CONTAINED):
             item.add_marker(pytest.mark.every_backend)
     rank = {module: i for i, module in enumerate(LONG_MODULES)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONG_MODULES)))
