@@ -311,3 +311,17 @@ def test_jpeg_that_only_tensorflow_rejects_is_named_by_load_image_folder(tmp_pat
     with pytest.raises(DataError, match=pattern) as error:
         load_image_folder(root, "train")
     assert "\n" not in str(error.value) and "{{" not in str(error.value)
+
+
+def test_a_missing_split_folder_names_a_few_places_and_counts_the_rest(tmp_path):
+    """The message quotes the folder given and the first places searched, not every subfolder."""
+    from keras_lc.data import find_image_folder
+
+    for name in ("a", "b", "c", "d", "e", "f"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(FileNotFoundError) as raised:
+        find_image_folder(tmp_path, "train")
+    message = str(raised.value)
+    assert f"No 'train' folder found in '{tmp_path}'" in message and str(tmp_path / "c" / "train") in message
+    assert str(tmp_path / "d" / "train") not in message and "and 3 more subfolders" in message
+    assert "\n" not in message

@@ -73,6 +73,43 @@ def _cli(commands, env, timeout=600):
     return list(zip(outs, errs))[:-1]
 
 
+#: `python -c MISTAKES COMMANDS`: each command through `keras_lc.cli.main`; prints one JSON line,
+#: `[[exit status, stderr], ...]`.
+MISTAKES = PRELUDE + """
+import contextlib, io, json
+from keras_lc.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        results.append([main(argv), err.getvalue()])
+assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+print(json.dumps(results))
+"""
+
+
+def test_what_needs_tensorflow_is_one_line_exit_2_and_writes_nothing(tmp_path, cifar_archive):
+    """A tensorflow-datasets dataset, MixUp, and ImageNet-sized images (the tf.data pipeline's):
+    each refused in one line that says what to do, before anything is written."""
+    tiny = ["--data-dir", str(cifar_archive), "--train-per-class", "5", "--test-per-class", "2", "--epochs", "1"]
+    commands = [
+        ["train", "--model", "resnet20", "--dataset", "cifar100", "--out", str(tmp_path / "tfds")],
+        ["train", "--model", "resnet20", "--dataset", "cifar10", *tiny, "--mixup", "0.2", "--out", str(tmp_path / "mixup")],
+        ["train", "--model", "resnet18", "--dataset", "imagenet2012", *tiny, "--out", str(tmp_path / "imagenet")],
+    ]
+    done = subprocess.run([sys.executable, "-c", MISTAKES, json.dumps(commands)], cwd=REPO, env=_env(cifar_archive),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = ["is read by tensorflow-datasets, which is not installed here",
+                "Received: randaugment=None, mixup_alpha=0.2, cutmix_alpha=0.0, image_size=32",
+                "Received: randaugment=None, mixup_alpha=0.0, cutmix_alpha=0.0, image_size=224"]
+    for (code, err), text in zip(results, expected):
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and text in lines[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_the_import_guard_refuses_tensorflow(tmp_path):
     done = subprocess.run([sys.executable, "-c", PRELUDE + "import tensorflow"], capture_output=True, text=True,
                           env=dict(os.environ, KERAS_BACKEND="jax"))

@@ -171,9 +171,13 @@ def run(args):
     except ValueError as error:
         raise UsageError(str(error)) from None
     from keras_lc import zoo
-    from keras_lc.data import get_spec
+    from keras_lc.data import check_pipeline_options, get_spec
 
     spec = get_spec(args.dataset)
+    try:
+        check_pipeline_options(spec, None, recipe.randaugment, recipe.mixup_alpha, recipe.cutmix_alpha)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     kwargs = model_kwargs(args, recipe, spec)
     train_data = load_split(args.dataset, "train", args, args.train_per_class)
     test_data = load_split(args.dataset, "test", args, args.test_per_class)

@@ -44,7 +44,7 @@ from keras_lc.data.folders import (
     list_image_files,
     load_image_folder,
 )
-from keras_lc.data.pipeline import augmentation_seed, make_pipeline
+from keras_lc.data.pipeline import augmentation_seed, check_pipeline_options, make_pipeline
 from keras_lc.data.sources import LoadedDataset, load_dataset
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "augmentation_seed",
     "cache_dir",
     "check_images",
+    "check_pipeline_options",
     "decode_images",
     "extract_archive",
     "find_image_folder",

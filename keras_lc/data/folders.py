@@ -22,6 +22,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TEST_SPLIT_FOLDERS = ("test", "val", "validation")
 
 
+#: How many of the folders searched a "not found" message names (the rest are counted).
+LOOKED_IN_SHOWN = 4
+
+
 def find_image_folder(data, split):
     """The `split/` folder (one subfolder per class) inside `data`.
 
@@ -34,8 +38,11 @@ def find_image_folder(data, split):
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
+    shown = [str(c) for c in candidates[:LOOKED_IN_SHOWN]]
+    more = len(candidates) - len(shown)
     raise FileNotFoundError(
-        f"No '{split}' folder found in '{data}' (looked in {[str(c) for c in candidates]}). "
+        f"No '{split}' folder found in '{data}' (looked in {shown}"
+        f"{f' and {more} more subfolders' if more else ''}). "
         "Expected a layout split/class_name/image.jpg."
     )
 

@@ -70,6 +70,25 @@ def _center_crop(image, size, crop_fraction):
     return tf.image.crop_to_bounding_box(image, top, left, size, size)
 
 
+def check_pipeline_options(spec, image_size=None, randaugment=None, mixup_alpha=0.0, cutmix_alpha=0.0):
+    """A `ValueError` (one line) for options this environment's pipeline lacks.
+
+    Where TensorFlow is not installed the pipeline is the NumPy one
+    (`keras_lc.data.arrays`), which has no RandAugment, MixUp, CutMix or
+    resizing. `keras-lc train` calls this before it loads anything.
+    """
+    from keras_lc.startup import has_tensorflow
+
+    size = image_size or spec.image_size
+    if not has_tensorflow() and (randaugment or mixup_alpha or cutmix_alpha or size != spec.native_size):
+        raise ValueError(
+            "Without TensorFlow the input pipeline is the NumPy one (keras_lc.data.arrays), "
+            "which has no RandAugment, MixUp, CutMix or resizing; install TensorFlow for them. "
+            f"Received: randaugment={randaugment!r}, mixup_alpha={mixup_alpha!r}, "
+            f"cutmix_alpha={cutmix_alpha!r}, image_size={size!r}"
+        )
+
+
 def make_pipeline(
     data,
     training,
@@ -144,16 +163,10 @@ def make_pipeline(
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
     if training and epochs is not None and len(epochs) == 0:
         raise ValueError(f"`epochs` must be a non-empty range. Received: epochs={epochs!r}")
+    check_pipeline_options(spec, size, randaugment, mixup_alpha, cutmix_alpha)
     if not has_tensorflow():
         from keras_lc.data.arrays import ArrayPipeline
 
-        if randaugment or mixup_alpha or cutmix_alpha or size != spec.native_size:
-            raise ValueError(
-                "Without TensorFlow the input pipeline is the NumPy one (keras_lc.data.arrays), "
-                "which has no RandAugment, MixUp, CutMix or resizing; install TensorFlow for them. "
-                f"Received: randaugment={randaugment!r}, mixup_alpha={mixup_alpha!r}, "
-                f"cutmix_alpha={cutmix_alpha!r}, image_size={size!r}"
-            )
         images, labels = data.arrays()
         return ArrayPipeline(images, labels, spec, training, batch_size, augment, seed,
                              epochs if training else None, normalize)

@@ -114,8 +114,15 @@ def _from_image_folder(spec, data_dir, split, per_class, offset):
 
 
 def _from_tfds(spec, data_dir, split, download, per_class, offset):
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise FileNotFoundError(
+            f"Dataset {spec.name!r} without an image folder is read by tensorflow-datasets, which "
+            f"is not installed here ({error}). Pass an image-folder archive or a folder laid out "
+            f"split/class/image.jpg as data_dir. Received: data_dir={data_dir!r}"
+        ) from None
 
     tfds_split = spec.test_split if split == "test" else split
     builder = tfds.builder(spec.name, data_dir=None if data_dir is None else str(data_dir))
