@@ -164,3 +164,17 @@ def test_a_bias_is_symmetric_and_the_streams_are_pinned():
 def test_a_stream_must_be_a_non_negative_integer(stream):
     with pytest.raises(ValueError, match=r"Received: stream="):
         TorchUniform(0, stream=stream)
+
+
+def test_the_requested_dtype_is_the_returned_one():
+    """`to_keras_layout(values, dtype)` casts while copying; `TorchUniform` returns the dtype
+    asked for, and `keras.config.floatx()` when none is."""
+    from keras_lc.initializers import to_keras_layout
+
+    drawn = torch_uniform((3, 3, 2, 4), 0, layout="torch")
+    assert to_keras_layout(drawn).dtype == np.float64
+    assert to_keras_layout(drawn, "float32").dtype == np.float32
+    np.testing.assert_array_equal(to_keras_layout(drawn, "float32"), to_keras_layout(drawn).astype("float32"))
+    for shape in ((3, 3, 2, 4), (4, 5)):
+        assert keras.backend.standardize_dtype(TorchUniform(0)(shape, dtype="float16").dtype) == "float16"
+        assert keras.backend.standardize_dtype(TorchUniform(0)(shape).dtype) == keras.config.floatx()
