@@ -43,7 +43,7 @@ def add_parser(subparsers):
 
 
 def _formats(text):
-    """`--formats`: `auto` or a comma-separated list of `keras_lc.interchange.FORMATS`."""
+    """`--formats`: `auto`, `none` (an empty tuple) or a comma-separated list of `interchange.FORMATS`."""
     from keras_lc.interchange import FORMATS
 
     if text in ("auto", "none"):

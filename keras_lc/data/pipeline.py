@@ -163,7 +163,7 @@ def make_pipeline(
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
     if training and epochs is not None and len(epochs) == 0:
         raise ValueError(f"`epochs` must be a non-empty range. Received: epochs={epochs!r}")
-    check_pipeline_options(spec, size, randaugment, mixup_alpha, cutmix_alpha)
+    check_pipeline_options(spec, image_size, randaugment, mixup_alpha, cutmix_alpha)
     if not has_tensorflow():
         from keras_lc.data.arrays import ArrayPipeline
 
