@@ -1,5 +1,5 @@
 """Registry-wide: every registered model builds at 32x32, runs on real CIFAR-10 images, folds
-exactly, round-trips through `.keras` (safe_mode) and `.weights.h5`, has the published parameter
+exactly into stock Keras layers (a config naming nothing from keras_lc), round-trips through `.keras` (safe_mode) and `.weights.h5`, has the published parameter
 count, conv -> BN order and exactly its k x k kernels frozen."""
 
 import inspect
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from keras_lc import LCConv2D, fold, zoo
+from keras_lc.folding import keras_lc_references
 from keras_lc.zoo import registry
 from tests.harness import check_model_round_trip
 from tests.reference import randomize_batchnorm, rel_error, to_numpy
@@ -101,6 +102,10 @@ def test_every_registered_model(name, cifar_test_images):
     # on real CIFAR-10 images and on random inputs.
     folded = fold(model)
     assert rel_error(folded(images[:2]), logits) <= 1e-5
+    # ... built from stock Keras layers only: loadable where keras_lc is not installed.
+    assert keras_lc_references(model.get_config())  # the zoo builds with keras_lc objects
+    assert keras_lc_references(folded.get_config()) == []
+    assert all(type(layer).__module__.startswith("keras.") for layer in folded.layers)
     noise = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
     assert rel_error(folded(noise), model(noise, training=False)) <= 1e-5
     # Saved and loaded (.keras with safe_mode=True, .weights.h5): bit-identical weights and outputs.
