@@ -57,3 +57,22 @@ def test_asking_for_a_format_it_lacks_lists_what_it_has(tmp_path):
     bare = PretrainedWeights.from_json(_write(tmp_path))
     with pytest.raises(ValueError, match=r"has no 'onnx' export; it has \[\]"):
         bare.export("onnx")
+
+
+@pytest.mark.parametrize("names", [
+    [f"class {i}" for i in range(9)],  # one short
+    [f"class {i}" for i in range(11)],  # one too many
+    list(range(10)),  # as many, but not strings
+    [f"class {i}" for i in range(9)] + [None],
+])
+def test_class_names_must_be_as_many_strings_as_classes(tmp_path, names):
+    pattern = (rf"^Manifest '.*manifest.json' has `class_names` that are not 10 strings \(its `classes`\)\. "
+               rf"Received: {re.escape(repr(names))}; fix or remove that file\.$")
+    with pytest.raises(ManifestError, match=pattern):
+        PretrainedWeights.from_json(_write(tmp_path, class_names=names))
+
+
+def test_an_imagenet_manifest_with_its_1000_class_names_reads_back(tmp_path):
+    names = [f"n{i:08d}" for i in range(1000)]  # a count above CPython's small-int cache
+    entry = PretrainedWeights.from_json(_write(tmp_path, classes=1000, class_names=names))
+    assert entry.classes == 1000 and entry.class_names == names

@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import hashlib
 import http.server
+import json
 import threading
 
 import pytest
@@ -68,6 +69,25 @@ def test_download_cache_hit_and_corrupted_cache(server, tmp_path, monkeypatch):
     path.write_bytes(PAYLOAD[:1000])  # truncated
     assert weights_lib.fetch(_entry()).read_bytes() == PAYLOAD and len(_Handler.requests) == 2
     assert _cache_files(cache) == ["tiny.weights.h5"]
+    for corrupted in _corruptions(_entry().sha256):  # whichever way its hash sorts
+        path.write_bytes(corrupted)
+        assert weights_lib.fetch(_entry()).read_bytes() == PAYLOAD
+    assert len(_Handler.requests) == 4 and _cache_files(cache) == ["tiny.weights.h5"]
+
+
+def _corruptions(expected):
+    """Two corrupted copies of PAYLOAD, one whose sha256 sorts before `expected` and one after:
+    a check comparing hashes by anything but equality lets one of them through."""
+    below = above = None
+    for size in range(1, len(PAYLOAD)):
+        digest = hashlib.sha256(PAYLOAD[:size]).hexdigest()
+        if digest < expected:
+            below = below or PAYLOAD[:size]
+        else:
+            above = above or PAYLOAD[:size]
+        if below and above:
+            return below, above
+    raise AssertionError("no corruption found on both sides")
 
 
 def test_per_call_cache_dir_and_base_url(server, tmp_path, monkeypatch):
@@ -107,6 +127,8 @@ def test_no_top_file(server, tmp_path):
     _, url, root = server
     (root / "tiny_notop.weights.h5").write_bytes(PAYLOAD[:100])
     entry = _entry(notop_file_name="tiny_notop.weights.h5", notop_sha256=hashlib.sha256(PAYLOAD[:100]).hexdigest())
+    assert entry.file() == ("tiny.weights.h5", _entry().sha256)
+    assert entry.file(include_top=False) == ("tiny_notop.weights.h5", entry.notop_sha256)
     path = weights_lib.fetch(entry, cache_dir=tmp_path, base_url=url, include_top=False)
     assert path.name == "tiny_notop.weights.h5" and path.read_bytes() == PAYLOAD[:100]
     with pytest.raises(ValueError, match=r"no no-top file.*include_top=False"):
@@ -126,6 +148,9 @@ def test_manifest_round_trip_and_errors(tmp_path):
     entry = _entry()
     (tmp_path / "manifest.json").write_text(entry.to_json())
     assert PretrainedWeights.from_json(tmp_path / "manifest.json") == entry
+    keys = list(json.loads(entry.to_json()))  # sorted: a re-export changes only what changed
+    assert keys == sorted(keys) and keys[:3] == ["builder", "class_names", "classes"]
+    assert entry.to_json().splitlines()[1] == '  "builder": null,' and entry.to_json().endswith("}\n")
     (tmp_path / "bad.json").write_text('{"name": "x", "colour": "red"}')
     with pytest.raises(ValueError, match=r"missing fields \['classes'.*unknown fields \['colour'\]"):
         PretrainedWeights.from_json(tmp_path / "bad.json")
@@ -191,8 +216,10 @@ def test_manifest_errors_name_the_file_and_each_problem(tmp_path, monkeypatch):
         "types.json": (_entry(classes="ten", top1=None).to_json(), r"has fields of the wrong type: "
                        r"classes='ten' \(expected int\), top1=None \(expected float\)"),
     }
+    cases["latin1.json"] = (_entry(recipe="cafe").to_json().replace("cafe", "caf\xe9").encode("latin-1"),
+                            r"cannot be read \('utf-8' codec can't decode byte 0xe9 in position \d+: invalid continuation byte\)")
     for name, (text, message) in cases.items():
-        (tmp_path / name).write_text(text)
+        (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
         pattern = rf"^Manifest '.*{name}' {message}; fix or remove that file\.$"
         with pytest.raises(weights_lib.ManifestError, match=pattern):
             PretrainedWeights.from_json(tmp_path / name)
@@ -212,8 +239,31 @@ def test_advice_depends_on_where_the_manifest_lies(tmp_path, monkeypatch):
     (zoo / "tiny_cifar10" / "tiny.weights.h5").write_bytes(PAYLOAD[:10])
     monkeypatch.setenv("KERAS_LC_ZOO", str(zoo))
     pattern = rf"expects {_entry().sha256}; it is in KERAS_LC_ZOO='{zoo}': fix or remove"
-    with pytest.raises(ValueError, match=pattern):
-        weights_lib.fetch(_entry())
+    for corrupted in _corruptions(_entry().sha256):  # whichever way its hash sorts
+        (zoo / "tiny_cifar10" / "tiny.weights.h5").write_bytes(corrupted)
+        with pytest.raises(ValueError, match=pattern):
+            weights_lib.fetch(_entry())
+
+
+def test_location_names_the_folder_of_the_file_it_would_load(tmp_path, monkeypatch):
+    """`keras-lc list --pretrained`'s column: where the top (or no-top) file comes from, and its size."""
+    monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("KERAS_LC_WEIGHTS_URL", raising=False)
+    packaged, zoo = tmp_path / "published", tmp_path / "zoo"
+    monkeypatch.setattr(manifest_lib, "PACKAGED_ZOO", packaged)
+    monkeypatch.setenv("KERAS_LC_ZOO", str(zoo))
+    entry = _entry(notop_file_name="tiny_notop.weights.h5", notop_sha256="0" * 64)
+    (zoo / "tiny_cifar10").mkdir(parents=True)
+    (zoo / "tiny_cifar10" / "tiny.weights.h5").write_bytes(PAYLOAD)
+    (packaged / "tiny_cifar10").mkdir(parents=True)
+    (packaged / "tiny_cifar10" / "tiny_notop.weights.h5").write_bytes(PAYLOAD[:100])
+    assert weights_lib.location(entry) == ("KERAS_LC_ZOO (tiny_cifar10/)", len(PAYLOAD))
+    assert weights_lib.location(entry, include_top=False) == ("shipped with keras-lc (tiny_cifar10/)", 100)
+    (zoo / "tiny_cifar10" / "tiny.weights.h5").unlink()
+    assert weights_lib.location(entry) == (
+        "not shipped here and no download location set (KERAS_LC_WEIGHTS_URL)", None)
+    monkeypatch.setenv("KERAS_LC_WEIGHTS_URL", "http://mirror.invalid/w")
+    assert weights_lib.location(entry) == ("downloaded from http://mirror.invalid/w/tiny.weights.h5", None)
 
 
 def test_cache_that_is_a_file_fails_with_one_clear_error(tmp_path, monkeypatch):
