@@ -18,7 +18,10 @@ slower on this CPU: each backend on one core (`-1-core`, the process pinned to C
 the step runs in parallel), and JAX with one XLA CPU flag (`XLA_FLAGS`) each: Eigen on one thread
 (`jax-eigen-1-thread`), XLA's oneDNN custom calls for convolutions and matmuls, the library
 TensorFlow's CPU kernels use (`jax-onednn`), XNNPACK fusions (`jax-xnnpack`) and fast math
-(`jax-fast-math`). The README's performance section gives what was measured and found.
+(`jax-fast-math`); and TensorFlow's own options (issue "Training speed"): without oneDNN
+(`TF_ENABLE_ONEDNN_OPTS=0`), the whole step compiled by XLA (`jit_compile=True`) or XLA
+auto-clustering (`TF_XLA_FLAGS`), and its thread pools (`TF_NUM_INTEROP_THREADS`,
+`TF_NUM_INTRAOP_THREADS`). The README's performance section gives what was measured and found.
 """
 
 import argparse
@@ -31,6 +34,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: Set in a child's environment: `model.compile(jit_compile=True)` (XLA for the whole step).
+JIT_COMPILE = "BENCHMARK_JIT_COMPILE"
 #: name -> (KERAS_BACKEND, extra environment, CPUs the process may run on or None for all)
 CONFIGS = {
     "tensorflow": ("tensorflow", {}, None),
@@ -44,6 +49,12 @@ CONFIGS = {
                    None),
     "jax-xnnpack": ("jax", {"XLA_FLAGS": "--xla_cpu_use_xnnpack=true"}, None),
     "jax-fast-math": ("jax", {"XLA_FLAGS": "--xla_cpu_enable_fast_math=true"}, None),
+    "tensorflow-no-onednn": ("tensorflow", {"TF_ENABLE_ONEDNN_OPTS": "0"}, None),
+    "tensorflow-jit-compile": ("tensorflow", {JIT_COMPILE: "1"}, None),
+    "tensorflow-auto-jit": ("tensorflow", {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"}, None),
+    "tensorflow-interop-1": ("tensorflow", {"TF_NUM_INTEROP_THREADS": "1"}, None),
+    "tensorflow-interop-1-intraop-2": ("tensorflow", {"TF_NUM_INTEROP_THREADS": "1",
+                                                      "TF_NUM_INTRAOP_THREADS": "2"}, None),
 }
 MODELS = ("resnet20", "resnet_lc20_16x128_basis", "resnet_lc20_16x128_composed")
 DEFAULT_CONFIGS = ("tensorflow", "jax", "torch")
@@ -86,7 +97,8 @@ def child(model_name, steps, batch_size):
     y = np.eye(10, dtype="float32")[rng.integers(0, 10, n)]
     recipe = Recipe(batch_size=batch_size)
     model = build(model_name)
-    model.compile(optimizer=recipe.make_optimizer(steps + 2), loss=recipe.make_loss(from_logits=True))
+    model.compile(optimizer=recipe.make_optimizer(steps + 2), loss=recipe.make_loss(from_logits=True),
+                  jit_compile=True if os.environ.get(JIT_COMPILE) else "auto")
     timer = StepTimer()
     model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, callbacks=[timer], verbose=0)
     return {"backend": keras.backend.backend(), "images_per_s": batch_size / statistics.median(timer.times)}
@@ -124,7 +136,7 @@ def main(argv=None):
     if args.list:
         for name, (backend, extra, cpus) in CONFIGS.items():
             pinned = "" if cpus is None else f" (pinned to CPU {', '.join(map(str, sorted(cpus)))})"
-            print(f"{name:<19} KERAS_BACKEND={backend} {' '.join(f'{k}={v!r}' for k, v in extra.items())}{pinned}")
+            print(f"{name:<31} KERAS_BACKEND={backend} {' '.join(f'{k}={v!r}' for k, v in extra.items())}{pinned}")
         return
     rates = {(c, m): [] for c in args.configs for m in args.models}
     errors = {}
@@ -136,22 +148,22 @@ def main(argv=None):
                     errors[config, model_name] = error
                 else:
                     rates[config, model_name].append(rate)
-                print(f"round {round_ + 1}: {config:<19} {model_name:<28} "
+                print(f"round {round_ + 1}: {config:<31} {model_name:<28} "
                       f"{'failed: ' + error if rate is None else f'{rate:,.0f} images/s'}", flush=True)
     print(f"\nbatch {args.batch_size}, float32, median of {args.rounds} rounds x {args.steps} steps, "
           f"{os.cpu_count()} CPU cores; ratio: images/s / tensorflow's")
-    print(f"{'model':<28} " + " ".join(f"{c:>22}" for c in args.configs))
+    print(f"{'model':<28} " + " ".join(f"{c:>31}" for c in args.configs))
     for model_name in args.models:
         base = statistics.median(rates["tensorflow", model_name]) if rates.get(("tensorflow", model_name)) else None
         cells = []
         for config in args.configs:
             values = rates[config, model_name]
             if not values:
-                cells.append(f"{'failed':>22}")
+                cells.append(f"{'failed':>31}")
                 continue
             rate = statistics.median(values)
             ratio = f" ({rate / base:.2f}x)" if base else ""
-            cells.append(f"{f'{rate:,.0f}{ratio}':>22}")
+            cells.append(f"{f'{rate:,.0f}{ratio}':>31}")
         print(f"{model_name:<28} " + " ".join(cells))
     for (config, model_name), error in errors.items():
         print(f"{config} / {model_name} failed: {error}")
