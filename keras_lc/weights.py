@@ -160,6 +160,12 @@ class PretrainedWeights:
             data["preprocessing"] = Preprocessing.from_dict(data["preprocessing"], path)
         if data.get("exports") is not None:
             data["exports"] = [ExportCheck.from_dict(e, path) for e in data["exports"]]
+            formats = [e.format for e in data["exports"]]
+            if len(set(formats)) != len(formats):
+                raise ManifestError(
+                    f"Manifest '{path}' lists a format twice in `exports` (one entry per format). "
+                    f"Received formats: {formats}; {manifest.advice(path)}."
+                )
         names = data.get("class_names")
         if names is not None and (not all(isinstance(n, str) for n in names) or len(names) != data["classes"]):
             raise ManifestError(

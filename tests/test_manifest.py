@@ -76,3 +76,19 @@ def test_an_imagenet_manifest_with_its_1000_class_names_reads_back(tmp_path):
     names = [f"n{i:08d}" for i in range(1000)]  # a count above CPython's small-int cache
     entry = PretrainedWeights.from_json(_write(tmp_path, classes=1000, class_names=names))
     assert entry.classes == 1000 and entry.class_names == names
+
+
+def test_an_export_format_listed_twice_is_refused(tmp_path):
+    again = {**ONNX, "file_name": "other.onnx"}
+    with pytest.raises(ManifestError, match=r"^Manifest '.*manifest.json' lists a format twice in `exports` "
+                       r"\(one entry per format\)\. Received formats: \['onnx', 'onnx'\]; fix or remove that file\.$"):
+        PretrainedWeights.from_json(_write(tmp_path, exports=[ONNX, again]))
+
+
+def test_a_read_manifest_is_immutable(tmp_path):
+    import dataclasses
+
+    entry = PretrainedWeights.from_json(_write(tmp_path))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.top1 = 0.99
+    assert entry.top1 == 0.5

@@ -185,6 +185,7 @@ def test_broken_unrelated_manifest_is_skipped_with_a_warning(scratch_zoo):
         assert set(weights_lib.published_weights(requested="resnet20")) == shipped
     messages = [str(w.message) for w in caught if issubclass(w.category, weights_lib.ManifestWarning)]
     assert len(messages) == 2
+    assert {w.filename for w in caught} == {__file__}  # attributed to the caller, not to keras_lc
     assert f"Manifest '{invalid}' is not valid JSON (Expecting property name" in messages[0]
     assert f"Manifest '{partial}' does not describe published weights: missing fields ['classes'" \
         in messages[1]
@@ -216,6 +217,10 @@ def test_manifest_errors_name_the_file_and_each_problem(tmp_path, monkeypatch):
         "types.json": (_entry(classes="ten", top1=None).to_json(), r"has fields of the wrong type: "
                        r"classes='ten' \(expected int\), top1=None \(expected float\)"),
     }
+    (tmp_path / "folder.json").mkdir()  # open() raises IsADirectoryError, an OSError
+    with pytest.raises(weights_lib.ManifestError, match=r"^Manifest '.*folder.json' cannot be read "
+                       r"\(\[Errno 21\] Is a directory: .*\); fix or remove that file\.$"):
+        PretrainedWeights.from_json(tmp_path / "folder.json")
     cases["latin1.json"] = (_entry(recipe="cafe").to_json().replace("cafe", "caf\xe9").encode("latin-1"),
                             r"cannot be read \('utf-8' codec can't decode byte 0xe9 in position \d+: invalid continuation byte\)")
     for name, (text, message) in cases.items():

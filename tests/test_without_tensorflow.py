@@ -1,5 +1,6 @@
-"""keras-lc on JAX where `import tensorflow` fails: train, evaluate, fold, export, and
-`data_parallel` over two host CPU devices killed and resumed.
+"""keras-lc on JAX where `import tensorflow` fails: `scripts/reproduce_table1.sh` (train and
+export the four Table 1 models), evaluate, fold, and `data_parallel` over two host CPU devices
+killed and resumed.
 
 Each step runs in a subprocess whose import system refuses TensorFlow (and what needs it:
 tensorboard, tensorflow_datasets, tf2onnx), with `KERAS_BACKEND=jax`, as on the GPU machine this
@@ -147,25 +148,44 @@ def test_data_parallel_on_two_devices_resumes_and_trains_as_one_device(tmp_path,
     assert sorted(a) == sorted(b) and all(np.all(np.isfinite(b[k])) for k in b)
 
 
-def test_train_evaluate_fold_and_export_on_jax_without_tensorflow(tmp_path, cifar_archive):
-    env = _env(cifar_archive)
-    run = tmp_path / "run"
-    _, evaluated, exported = _cli([
-        ["train", "--model", "resnet_lc20", "--expansion", "4", "--dataset", "cifar10", "--data-dir",
-         cifar_archive, "--train-per-class", "20", "--test-per-class", "10", "--epochs", "2", "--batch-size",
-         "50", "--out", run],
-        ["evaluate", run, "--data-dir", cifar_archive, "--test-per-class", "10"],
-        ["export", run, "--name", "tiny", "--zoo-dir", tmp_path / "zoo"]], env)
+def test_reproduce_table1_trains_exports_and_tabulates_the_four_models_without_tensorflow(
+        tmp_path, cifar_archive):
+    """`scripts/reproduce_table1.sh` as on the GPU machine (JAX, TensorFlow not importable: a
+    `sitecustomize` refuses it in every process the script starts), at a tiny budget (1 epoch, 50
+    images per class): four runs, four exports, the table; then `evaluate` on one run, and its
+    files loaded here (TensorFlow), the fold computing the trained function."""
+    blocker = tmp_path / "no_tensorflow"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(PRELUDE)
+    runs = tmp_path / "runs"
+    env = dict(_env(cifar_archive), PYTHONPATH=str(blocker), DATA=str(cifar_archive), RUNS=str(runs),
+               EPOCHS="1", PER_CLASS="50", TEST_PER_CLASS="10", PYTHON=sys.executable, PARALLEL="1")
+    done = subprocess.run(["bash", str(REPO / "scripts" / "reproduce_table1.sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    logs = "".join(p.read_text()[-1500:] for p in sorted(runs.glob("*.log"))) if runs.exists() else ""
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + logs
+    names = ["resnet_lc20_16x128_frozen_cifar10", "resnet20_16_cifar10", "resnet_lc20_16x128_learnable_cifar10",
+             "resnet_lc20_16x1_frozen_cifar10"]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| `")]
+    assert [line.split("`")[1] for line in table] == names
+    papers = [line.split(" | ")[1] for line in table]
+    assert papers == ["91.89%", "91.60%", "91.39%", "-"]
+    for name, line in zip(names, table):
+        manifest = json.loads((runs / "zoo" / name / "manifest.json").read_text())
+        assert f"| {manifest['top1']:.2%} | {manifest['top1_folded']:.2%} | 1 |" in line
+        assert manifest["exports"] == [] and manifest["epochs"] == 1
+        summary = json.loads((runs / name / "summary.json").read_text())
+        assert summary["steps"] == 2 and summary["tensorboard_logs"] is False  # 500 images, batch 256
+    learnable = json.loads((runs / "zoo" / names[2] / "manifest.json").read_text())
+    assert learnable["weights"] == "cifar10_learnable" and learnable["model_kwargs"]["frozen_spatial"] is False
+    assert learnable["model_kwargs"]["implementation"] == "composed"
+    assert json.loads((runs / "zoo" / names[3] / "manifest.json").read_text())["model_kwargs"]["expansion"] == 1
+
+    run, folder = runs / names[0], runs / "zoo" / names[0]
+    [(evaluated, _)] = _cli([["evaluate", run, "--data-dir", cifar_archive, "--test-per-class", "10"]], env)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["epochs"] == 2 and summary["steps"] == 8 and summary["tensorboard_logs"] is False
-    evaluated = json.loads(evaluated[0].strip().splitlines()[-1])
+    evaluated = json.loads(evaluated.strip().splitlines()[-1])
     assert evaluated["top1"] == pytest.approx(summary["top1"], abs=1e-6) and evaluated["test_examples"] == 100
-    assert "not writing saved_model, onnx, litert" in exported[1]
-    folder = tmp_path / "zoo" / "tiny"
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "README.md", "manifest.json", "tiny.weights.h5", "tiny_folded.keras", "tiny_notop.weights.h5"]
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["exports"] == [] and abs(manifest["top1"] - manifest["top1_folded"]) <= 0.01
     # The files written on JAX load here (TensorFlow) and the fold computes the trained function.
     import keras_lc
     from keras_lc.data import load_image_folder, normalize
@@ -173,7 +193,7 @@ def test_train_evaluate_fold_and_export_on_jax_without_tensorflow(tmp_path, cifa
     images, labels, _ = load_image_folder(cifar_archive, "test", per_class=10)
     trained = keras.saving.load_model(run / "model.keras")
     trained.load_weights(run / "final.weights.h5")
-    folded = keras.saving.load_model(folder / "tiny_folded.keras", safe_mode=True)
+    folded = keras.saving.load_model(folder / f"{names[0]}_folded.keras", safe_mode=True)
     logits = np.asarray(trained.predict(normalize(images), verbose=0))
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
     got = np.asarray(folded.predict(images.astype("float32"), verbose=0))

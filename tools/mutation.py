@@ -28,6 +28,7 @@ Usage (cosmic-ray on PATH, or `--cosmic-ray PATH`):
 """
 
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -132,12 +133,32 @@ def write_config(name, workdir, python, timeout):
     return config
 
 
+def restore_source(name, tree, workdir):
+    """The module's text as in the checkout, written into the copy if it differs there (a run
+    stopped by a signal that cannot be caught leaves its last mutant in the copy); exits if the
+    checkout's module changed since the module's session began (its mutants were made from the
+    old text)."""
+    source = (REPO / MODULES[name][0]).read_bytes()
+    digest = hashlib.sha256(source).hexdigest()
+    stamp, session = workdir / f"{name}.source-sha256", workdir / f"{name}.sqlite"
+    if session.exists() and stamp.exists() and stamp.read_text().strip() != digest:
+        sys.exit(f"{name}: {MODULES[name][0]} changed since its session in {workdir} began; "
+                 f"remove {session.name} and {stamp.name} there to start it again")
+    module = tree / MODULES[name][0]
+    if module.read_bytes() != source:
+        print(f"{name}: {MODULES[name][0]} in the copy differed from the checkout's; restored",
+              flush=True)
+        module.write_bytes(source)
+    stamp.write_text(digest + "\n")
+    return source
+
+
 def run_module(name, args, tree, env, deadline):
     """Init (once) and exec the module's session until done or `deadline`."""
     workdir, session = args.workdir, args.workdir / f"{name}.sqlite"
     (workdir / "pytest").mkdir(exist_ok=True)  # pytest makes basetemp, not its parents
     module = tree / MODULES[name][0]
-    original = module.read_bytes()
+    original = restore_source(name, tree, workdir)
     seconds = baseline(name, tree, workdir, args.python, env)
     timeout = max(args.min_timeout, 4 * seconds)
     config = write_config(name, workdir, args.python, timeout)
@@ -166,6 +187,9 @@ def run_module(name, args, tree, env, deadline):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     finally:
+        if process.poll() is None:  # stopped by a signal (SIGTERM, Ctrl-C): cosmic-ray too
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         module.write_bytes(original)
 
 
@@ -250,6 +274,8 @@ def main(argv=None):
     if args.workdir.is_relative_to(REPO):
         parser.error("--workdir must lie outside the checkout (it holds a copy of it)")
     args.workdir.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (kill, a session's end) unwinds like Ctrl-C, so the copy gets its module back.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     start = time.monotonic()
     if not args.report_only:
         tree = args.workdir / "tree"
