@@ -222,3 +222,42 @@ def test_fold_keeps_every_bias_under_widely_spread_batchnorm_statistics(cifar_te
         if getattr(layer, "use_bias", False) and layer.name != "head":
             layer.bias.assign(np.zeros(layer.bias.shape, "float32"))
     assert rel_error(model.predict(x_real[:64], verbose=0), expected) > 1e-2
+
+
+def test_a_batchnorm_named_by_its_positive_channel_axis_folds(cifar_test_images):
+    """BatchNormalization(axis=3) on NHWC is the channels-last BN of axis=-1: folded the same;
+    one over the rows (axis=1) is not a per-channel scale and stays."""
+    x, _ = cifar_test_images
+    inputs = keras.Input((32, 32, 3))
+    y = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    y = keras.layers.BatchNormalization(axis=3, name="bn_channels")(y)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="conv2")(y)
+    y = keras.layers.BatchNormalization(axis=1, name="bn_rows")(y)
+    model = keras.Model(inputs, y)
+    randomize_batchnorm(model, np.random.default_rng(0))
+    folded = fold(model)
+    assert [type(l).__name__ for l in folded.layers] == ["InputLayer", "Conv2D", "Conv2D", "BatchNormalization"]
+    assert folded.layers[-1].name == "bn_rows"
+    assert rel_error(folded.predict_on_batch(x[:16]), model.predict_on_batch(x[:16])) <= 1e-5
+
+
+def test_an_input_that_enters_late_does_not_hide_the_layers_beside_it(cifar_test_images):
+    """A second input added only at the end sits at a shallower depth of the graph than the
+    first, beside the last conv and BN: the fold still finds and folds that pair."""
+    x, _ = cifar_test_images
+    image = keras.Input((32, 32, 3), name="image")
+    late = keras.Input((32, 32, 8), name="late")
+    y = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(image)
+    y = keras.layers.BatchNormalization(name="bn1")(y)
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="conv2")(y)
+    y = keras.layers.BatchNormalization(name="bn2")(y)
+    # `late` first: Keras lists it before bn2 among the nodes of that depth.
+    model = keras.Model([image, late], keras.layers.Add(name="add")([late, y]))
+    randomize_batchnorm(model, np.random.default_rng(1))
+    extra = np.random.default_rng(2).normal(size=(16, 32, 32, 8)).astype("float32")
+    folded = fold(model)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
+    expected = model.predict_on_batch([x[:16], extra])
+    assert rel_error(folded.predict_on_batch([x[:16], extra]), expected) <= 1e-5
+

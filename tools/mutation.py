@@ -46,7 +46,8 @@ PYTEST = "-m pytest -p no:randomly -x -q -p no:cacheprovider"
 #: name: (module mutated, tests run against each mutant (pytest arguments)).
 MODULES = {
     "fold_math": ("keras_lc/fold_math.py", "tests/test_fold_math.py"),
-    "folding": ("keras_lc/folding.py", "tests/test_fold.py tests/test_model_kinds.py"),
+    "folding": ("keras_lc/folding.py", "tests/test_fold.py tests/test_model_kinds.py "
+                "tests/test_fold_portable.py -k 'not load_without_keras_lc'"),
     "initializers": (
         "keras_lc/initializers.py",
         "tests/test_initializers.py -k 'not tensorflow_and_jax'",
