@@ -175,7 +175,10 @@ def run_module(name, args, tree, env, deadline):
     print(f"{name}: baseline {seconds:.1f} s, timeout {timeout:.0f} s per mutant", flush=True)
     process = subprocess.Popen(
         [args.cosmic_ray, "exec", str(config), str(session)], cwd=tree, env=env,
-        start_new_session=True,
+        # Its own process group (to stop it whole), not its own session: Linux's autogroup
+        # scheduler shares the CPU fairly between sessions whatever their nice value, so a
+        # session of its own would take a core from a foreground job however niced.
+        process_group=0,
     )
     try:
         process.wait(timeout=max(1.0, deadline - time.monotonic()))
