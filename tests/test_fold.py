@@ -261,3 +261,61 @@ def test_an_input_that_enters_late_does_not_hide_the_layers_beside_it(cifar_test
     expected = model.predict_on_batch([x[:16], extra])
     assert rel_error(folded.predict_on_batch([x[:16], extra]), expected) <= 1e-5
 
+
+
+def test_a_shared_conv_or_a_thrice_used_tensor_keeps_its_batchnorm(cifar_test_images):
+    """A BN folds into its conv only if the conv is called once and its output feeds the BN
+    alone: a conv called twice (shared weights), a conv output read by three layers, and a BN
+    layer called three times keep their BatchNorm, and the function is unchanged."""
+    x, _ = cifar_test_images
+    inputs = keras.Input((32, 32, 3))
+    shared = keras.layers.Conv2D(8, 3, padding="same", name="shared")
+    a = keras.layers.BatchNormalization(name="bn_shared")(shared(inputs))
+    b = shared(keras.layers.AveragePooling2D(1)(inputs))  # the second call of `shared`
+    conv = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    c = keras.layers.BatchNormalization(name="bn_three_readers")(conv)
+    d, e = keras.layers.ReLU()(conv), keras.layers.Activation("tanh")(conv)
+    thrice = keras.layers.BatchNormalization(name="bn_thrice")
+    convs = [keras.layers.Conv2D(8, 3, padding="same", name=f"c{i}")(inputs) for i in range(3)]
+    used = [thrice(t) for t in convs]
+    outputs = keras.layers.Concatenate()([a, b, c, d, e, *used])
+    model = keras.Model(inputs, outputs)
+    randomize_batchnorm(model, np.random.default_rng(4))
+    folded = fold(model)
+    kept = sorted(l.name for l in folded.layers if isinstance(l, keras.layers.BatchNormalization))
+    assert kept == ["bn_shared", "bn_three_readers", "bn_thrice"]
+    assert rel_error(folded.predict_on_batch(x[:8]), model.predict_on_batch(x[:8])) <= 1e-5
+
+
+def test_a_fold_left_naming_keras_lc_is_refused_listing_three_references(monkeypatch):
+    """The last check of `fold`: should any layer's config keep a keras_lc object (here every
+    config is kept as it is), the folded model is refused, naming the first three."""
+    import keras_lc.folding as folding
+
+    found = []
+
+    def spy(config):
+        found[:] = original(config)
+        return list(found)
+
+    original = folding.keras_lc_references
+    monkeypatch.setattr(folding, "_portable_config", lambda layer, config: config)
+    monkeypatch.setattr(folding, "keras_lc_references", spy)
+
+    @keras.saving.register_keras_serializable(package="keras_lc", name="FoldCheckPenalty")
+    class Penalty(keras.regularizers.Regularizer):
+        def __call__(self, x):
+            return 0.0
+
+        def get_config(self):
+            return {}
+
+    inputs = keras.Input((5,))
+    x = inputs
+    for i in range(4):
+        x = keras.layers.Dense(5, kernel_regularizer=Penalty(), name=f"dense{i}")(x)
+    with pytest.raises(ValueError) as error:
+        fold(keras.Model(inputs, x, name="leaky"))
+    assert len(found) > 3
+    assert str(error.value) == ("The folded model of 'leaky' still names keras_lc objects, so it would not "
+                                f"load without keras_lc: {', '.join(found[:3])}")
