@@ -17,8 +17,9 @@
 #   RUNS            run directories, one per model, resumed if present [runs/table1]
 #   ZOO             where the exports go [RUNS/zoo]
 #   EPOCHS          [75]      PER_CLASS / TEST_PER_CLASS: images per class [all]
-#   PARALLEL        1: the four trainings at once, each with a quarter of the GPU's memory;
+#   PARALLEL        1: the trainings at once, each with a quarter of the GPU's memory;
 #                   0: one after another [1]
+#   ONLY            names (of the four below) to train, space-separated [all four]
 #   PYTHON          [python]  KERAS_BACKEND [jax]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,19 @@ MODELS=(
     "resnet_lc20_16x128_learnable_cifar10|0.9139|cifar10_learnable|--model resnet_lc20_16x128 --no-frozen-spatial --implementation composed"
     "resnet_lc20_16x1_frozen_cifar10||cifar10|--model resnet_lc20 --expansion 1 --frozen-spatial"
 )
+if [ -n "${ONLY:-}" ]; then
+    chosen=()
+    for entry in "${MODELS[@]}"; do
+        for name in $ONLY; do
+            [ "${entry%%|*}" = "$name" ] && chosen+=("$entry")
+        done
+    done
+    if [ "${#chosen[@]}" -ne "$(wc -w <<< "$ONLY")" ]; then
+        echo "ONLY='$ONLY' names a model that is not one of: $(printf '%s ' "${MODELS[@]%%|*}")" >&2
+        exit 2
+    fi
+    MODELS=("${chosen[@]}")
+fi
 subset=()
 [ -n "${PER_CLASS:-}" ] && subset+=(--train-per-class "$PER_CLASS")
 [ -n "${TEST_PER_CLASS:-}" ] && subset+=(--test-per-class "$TEST_PER_CLASS")
