@@ -117,6 +117,26 @@ def test_stock_initializers_have_torch_uniform_bounds():
         assert np.abs(reference).max() <= bound < 1.1 * np.abs(reference).max()
         assert abs(values.std() / reference.std() - 1) < 0.25  # both std a / sqrt(3)
     assert isinstance(stock_initializer({"module": "mine", "class_name": "Mine"}), keras.initializers.Zeros)
+    # A config read back from JSON (a .keras file's) holds strings of its own, equal but not the same
+    # objects: the same stand-in.
+    read_back = json.loads(json.dumps(keras.initializers.serialize(TorchUniform(0, fan_in=9))))
+    stock = stock_initializer(read_back)
+    assert isinstance(stock, keras.initializers.RandomUniform)
+    assert stock.get_config()["maxval"] == pytest.approx(1 / 3) == -stock.get_config()["minval"]
+
+
+def test_a_stock_initializer_survives_the_fold_unchanged():
+    """Only keras_lc initializers are replaced: a Keras one (here He normal, and a constant bias)
+    is what the folded layer's config names, so re-initializing the folded model from its config
+    draws as the original would."""
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, kernel_initializer="he_normal", bias_initializer=keras.initializers.Constant(0.5),
+                            name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    config = fold(keras.Model(inputs, x)).get_layer("conv").get_config()
+    assert config["kernel_initializer"]["class_name"] == "HeNormal"
+    assert config["bias_initializer"]["class_name"] == "Constant"
+    assert config["bias_initializer"]["config"]["value"] == 0.5
 
 
 def test_folded_head_gets_stock_initializers_and_its_trained_weights():
