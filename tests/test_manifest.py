@@ -29,6 +29,10 @@ def test_exports_and_preprocessing_read_back_as_their_records(tmp_path):
     assert entry.exports == [ExportCheck(**ONNX), ExportCheck(**litert)]
     assert entry.preprocessing == Preprocessing((32, 32, 3), (0, 255), (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
     assert entry.export("litert").file_name == "tiny.tflite"
+    saved = {**ONNX, "format": "saved_model", "file_name": "saved_model"}
+    three = PretrainedWeights.from_json(_write(tmp_path, exports=[ONNX, litert, saved]))
+    assert [three.export(f).file_name for f in ("saved_model", "onnx", "litert")] == [
+        "saved_model", "tiny.onnx", "tiny.tflite"]
     again = tmp_path / "again"
     again.mkdir()
     (again / "manifest.json").write_text(entry.to_json())
