@@ -39,10 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from keras_lc.archives import path_sha256
-from keras_lc.manifest import ExportCheck
+from keras_lc.manifest import FORMATS, ExportCheck
 from keras_lc.startup import is_installed
 
-FORMATS = ("saved_model", "onnx", "litert")
 #: The Python modules each format needs, to write it and to run it back.
 REQUIREMENTS = {
     "saved_model": ("tensorflow",),

@@ -74,12 +74,16 @@ class Preprocessing:
         return cls(**{k: tuple(data[k]) for k in fields})
 
 
+#: The formats a folded model is exported to (`keras_lc.interchange` writes them).
+FORMATS = ("saved_model", "onnx", "litert")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportCheck:
     """One exported file of a published model, loaded back in its own runtime and checked.
 
     Attributes:
-        format: `"saved_model"`, `"onnx"` or `"litert"` (`keras_lc.interchange.FORMATS`).
+        format: `"saved_model"`, `"onnx"` or `"litert"` (`FORMATS`).
         file_name: The file (a folder for the SavedModel) beside the manifest.
         sha256: Hex sha256 of the file (of a folder: `keras_lc.archives.tree_sha256`).
         runtime: The runtime it was loaded in, with its version (e.g. `"onnxruntime 1.32.0"`).
@@ -103,13 +107,14 @@ class ExportCheck:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         texts = ("format", "file_name", "sha256", "runtime")
         ok = (isinstance(data, dict) and set(fields) - {"sample_top1"} <= set(data) <= set(fields)
-              and all(isinstance(data[k], str) and data[k] for k in texts)
+              and all(isinstance(data[k], str) and data[k] for k in texts) and data["format"] in FORMATS
               and _numbers([data["max_relative_difference"]])
               and (data.get("sample_top1") is None or _numbers([data["sample_top1"]])))
         if not ok:
             raise ManifestError(
                 f"Manifest '{where}' has a malformed entry in `exports`: expected an object with "
-                f"{list(fields)} (texts, then numbers; sample_top1 may be null). "
+                f"{list(fields)} (texts, format one of {list(FORMATS)}, then numbers; sample_top1 may "
+                "be null). "
                 f"Received: {data!r}; {advice(where)}."
             )
         return cls(**data)

@@ -45,6 +45,7 @@ def test_exports_and_preprocessing_read_back_as_their_records(tmp_path):
     {**ONNX, "runtime": ""},
     {**ONNX, "surprise": 1},
     {**ONNX, "sample_top1": True},
+    {**ONNX, "format": "tensorrt"},  # not one of FORMATS
     "onnx",
 ])
 def test_a_malformed_export_entry_is_named(tmp_path, broken):
