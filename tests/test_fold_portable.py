@@ -116,7 +116,8 @@ def test_stock_initializers_have_torch_uniform_bounds():
         assert np.abs(values).max() <= bound < 1.1 * np.abs(values).max()
         assert np.abs(reference).max() <= bound < 1.1 * np.abs(reference).max()
         assert abs(values.std() / reference.std() - 1) < 0.25  # both std a / sqrt(3)
-    assert isinstance(stock_initializer({"module": "mine", "class_name": "Mine"}), keras.initializers.Zeros)
+    for other in ("Mine", "Uniform", "TorchUniformish"):  # names before and after it: not TorchUniform
+        assert isinstance(stock_initializer({"module": "mine", "class_name": other}), keras.initializers.Zeros)
     # A config read back from JSON (a .keras file's) holds strings of its own, equal but not the same
     # objects: the same stand-in.
     read_back = json.loads(json.dumps(keras.initializers.serialize(TorchUniform(0, fan_in=9))))

@@ -263,6 +263,8 @@ def test_location_names_the_folder_of_the_file_it_would_load(tmp_path, monkeypat
     (packaged / "tiny_cifar10").mkdir(parents=True)
     (packaged / "tiny_cifar10" / "tiny_notop.weights.h5").write_bytes(PAYLOAD[:100])
     assert weights_lib.location(entry) == ("KERAS_LC_ZOO (tiny_cifar10/)", len(PAYLOAD))
+    # the file there matches its manifest (a sha256 computed here, equal but another object): used as is
+    assert weights_lib.fetch(entry) == zoo / "tiny_cifar10" / "tiny.weights.h5"
     assert weights_lib.location(entry, include_top=False) == ("shipped with keras-lc (tiny_cifar10/)", 100)
     (zoo / "tiny_cifar10" / "tiny.weights.h5").unlink()
     assert weights_lib.location(entry) == (
