@@ -30,7 +30,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,20 +75,9 @@ def child(model_name, steps, batch_size):
     import keras
     import numpy as np
 
+    from step_timer import StepTimer  # this folder's
+
     from keras_lc.training import Recipe
-
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.times = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            float(logs["loss"])  # waits for the step (JAX and PyTorch dispatch asynchronously)
-            if batch >= 2:
-                self.times.append(time.perf_counter() - self.start)
 
     rng = np.random.default_rng(0)
     n = (steps + 2) * batch_size
@@ -99,7 +87,7 @@ def child(model_name, steps, batch_size):
     model = build(model_name)
     model.compile(optimizer=recipe.make_optimizer(steps + 2), loss=recipe.make_loss(from_logits=True),
                   jit_compile=True if os.environ.get(JIT_COMPILE) else "auto")
-    timer = StepTimer()
+    timer = StepTimer(warmup=2)
     model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, callbacks=[timer], verbose=0)
     return {"backend": keras.backend.backend(), "images_per_s": batch_size / statistics.median(timer.times)}
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_timer import StepTimer  # noqa: E402  (this folder's)
 from torch_resnet_cifar import ResNetCifar, two_stage_activation_bytes  # noqa: E402  (this folder's model file)
 
 from keras_lc import zoo  # noqa: E402
@@ -71,27 +72,14 @@ class KerasStep:
         self.x = rng.normal(size=(batch_size, 32, 32, 3)).astype("float32")
         self.y = np.eye(10, dtype="float32")[rng.integers(0, 10, batch_size)]
         self.times = []
-        self.timer = _Timer(self.times)
+        # the first step of each round (tracing, in the first) is not timed
+        self.timer = StepTimer(warmup=1, times=self.times)
 
     def round(self, steps):
         x = np.concatenate([self.x] * (steps + 1))
         y = np.concatenate([self.y] * (steps + 1))
         self.model.fit(x, y, batch_size=self.batch_size, epochs=1, shuffle=False, callbacks=[self.timer],
                        verbose=0)
-
-
-class _Timer(keras.callbacks.Callback):
-    def __init__(self, times):
-        super().__init__()
-        self.times = times
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        float(logs["loss"])  # the step has finished
-        if batch:  # the first step of each round (tracing in the first) is not timed
-            self.times.append(time.perf_counter() - self.start)
 
 
 class TorchStep:

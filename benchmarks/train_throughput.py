@@ -24,9 +24,10 @@ import statistics
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
+
+from step_timer import StepTimer  # this folder's
 
 from keras_lc import zoo
 from keras_lc.data import load_dataset, make_pipeline
@@ -52,20 +53,6 @@ def pipeline_images_per_s(data, batch_size, epochs):
     return statistics.median(rates)
 
 
-class _StepTimer(keras.callbacks.Callback):
-    def __init__(self, warmup):
-        super().__init__()
-        self.warmup, self.times = warmup, []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        float(logs["loss"])  # the step has finished
-        if batch >= self.warmup:
-            self.times.append(time.perf_counter() - self._start)
-
-
 def step_images_per_s(model, batch_size, steps, recipe):
     """Median images/s of the training step (first 2 steps, tracing, excluded)."""
     rng = np.random.default_rng(0)
@@ -73,7 +60,7 @@ def step_images_per_s(model, batch_size, steps, recipe):
     y = np.eye(10, dtype="float32")[rng.integers(0, 10, batch_size)]
     batches = tf.data.Dataset.from_tensors((x, y)).repeat()
     model.compile(optimizer=recipe.make_optimizer(steps), loss=recipe.make_loss(from_logits=True))
-    timer = _StepTimer(warmup=2)
+    timer = StepTimer(warmup=2)
     model.fit(batches, epochs=1, steps_per_epoch=steps + 2, callbacks=[timer], shuffle=False, verbose=0)
     return batch_size / statistics.median(timer.times)
 
