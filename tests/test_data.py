@@ -59,6 +59,20 @@ def test_cifar10_constants_match_the_whole_training_split(cifar_archive):
     assert DATASETS["cifar10"].mean == CIFAR10_MEAN and DATASETS["cifar10"].std == CIFAR10_STD
 
 
+def test_decode_images_is_tensorflows_decode_of_each_file_in_order(cifar_archive):
+    """The parallel tf.data decode gives, file by file and in the order given, what one eager
+    `tf.io.decode_image` of that file gives (the pixels the published models were trained on)."""
+    from keras_lc.data import decode_images, find_image_folder, list_image_files
+
+    paths, _, _ = list_image_files(find_image_folder(cifar_archive, "test"), 30)
+    paths = paths[::-1][:250]  # not the listing's order
+    decoded = decode_images(paths)
+    assert decoded.shape == (250, 32, 32, 3) and decoded.dtype == np.uint8
+    for path, image in zip(paths, decoded):
+        expected = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+        np.testing.assert_array_equal(image, expected.numpy(), err_msg=str(path))
+
+
 def test_dataset_constants_are_the_published_ones():
     """Literal values (torchvision / the paper's code), not values computed by the package."""
     expected = {
