@@ -129,6 +129,18 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
+def pytest_ignore_collect(collection_path, config):
+    """In a pass selecting `-m every_backend` alone (CI's JAX and PyTorch passes), the test
+    modules holding no such test are not imported: most import TensorFlow or build fixtures at
+    import, about 10 s of collection in each xdist process. Any other selection collects all."""
+    if config.getoption("markexpr", "") != "every_backend" or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    relative = collection_path.resolve().relative_to(REPO).as_posix()
+    return None if relative.startswith(tuple(prefix.split("::")[0] for prefix in EVERY_BACKEND)) else True
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark every test that reads the full CIFAR-10 archive `cifar10` (`-m "not cifar10"`), and
     those of `EVERY_BACKEND` `every_backend`; then move the `LONG_MODULES` to the front, longest
