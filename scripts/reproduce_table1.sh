@@ -20,6 +20,7 @@
 #   PARALLEL        1: the trainings at once, each with a quarter of the GPU's memory;
 #                   0: one after another [1]
 #   ONLY            names (of the four below) to train, space-separated [all four]
+#   TABLE_ONLY      1: no training or export, only the table of what RUNS and ZOO hold [0]
 #   PYTHON          [python]  KERAS_BACKEND [jax]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,35 +71,37 @@ train() {  # name, train arguments...: trains (or resumes) RUNS/name, its output
         --validate-every 5 "${subset[@]}" --out "$RUNS/$name" > "$RUNS/$name.log" 2>&1
 }
 
-start=$SECONDS
-pids=()
-for entry in "${MODELS[@]}"; do
-    IFS='|' read -r name _ _ arguments <<< "$entry"
-    echo "training $name ($arguments), log $RUNS/$name.log"
-    if [ "$PARALLEL" = 1 ]; then
-        train "$name" "$arguments" &
-        pids+=("$!")
-    else
-        train "$name" "$arguments" || { echo "training $name failed: see $RUNS/$name.log" >&2; exit 1; }
-    fi
-done
-failed=0
-for i in "${!pids[@]}"; do
-    if ! wait "${pids[$i]}"; then
-        IFS='|' read -r name _ _ _ <<< "${MODELS[$i]}"
-        echo "training $name failed: see $RUNS/$name.log" >&2
-        failed=1
-    fi
-done
-[ "$failed" = 0 ] || exit 1
-echo "trained in $((SECONDS - start)) s"
-
-for entry in "${MODELS[@]}"; do
-    IFS='|' read -r name paper tag _ <<< "$entry"
-    "$PYTHON" -m keras_lc.cli export "$RUNS/$name" --name "$name" --zoo-dir "$ZOO" --weights-tag "$tag" \
-        ${paper:+--paper-top1 "$paper"} --formats none --overwrite > "$RUNS/$name.export.log" 2>&1 \
-        || { echo "export of $name failed: see $RUNS/$name.export.log" >&2; exit 1; }
-done
+if [ "${TABLE_ONLY:-0}" != 1 ]; then
+    start=$SECONDS
+    pids=()
+    for entry in "${MODELS[@]}"; do
+        IFS='|' read -r name _ _ arguments <<< "$entry"
+        echo "training $name ($arguments), log $RUNS/$name.log"
+        if [ "$PARALLEL" = 1 ]; then
+            train "$name" "$arguments" &
+            pids+=("$!")
+        else
+            train "$name" "$arguments" || { echo "training $name failed: see $RUNS/$name.log" >&2; exit 1; }
+        fi
+    done
+    failed=0
+    for i in "${!pids[@]}"; do
+        if ! wait "${pids[$i]}"; then
+            IFS='|' read -r name _ _ _ <<< "${MODELS[$i]}"
+            echo "training $name failed: see $RUNS/$name.log" >&2
+            failed=1
+        fi
+    done
+    [ "$failed" = 0 ] || exit 1
+    echo "trained in $((SECONDS - start)) s"
+    
+    for entry in "${MODELS[@]}"; do
+        IFS='|' read -r name paper tag _ <<< "$entry"
+        "$PYTHON" -m keras_lc.cli export "$RUNS/$name" --name "$name" --zoo-dir "$ZOO" --weights-tag "$tag" \
+            ${paper:+--paper-top1 "$paper"} --formats none --overwrite > "$RUNS/$name.export.log" 2>&1 \
+            || { echo "export of $name failed: see $RUNS/$name.export.log" >&2; exit 1; }
+    done
+fi
 
 "$PYTHON" - "$RUNS" "$ZOO" "${MODELS[@]}" <<'EOF'
 import csv, json, statistics, sys
