@@ -94,7 +94,7 @@ if [ "${TABLE_ONLY:-0}" != 1 ]; then
     done
     [ "$failed" = 0 ] || exit 1
     echo "trained in $((SECONDS - start)) s"
-    
+
     for entry in "${MODELS[@]}"; do
         IFS='|' read -r name paper tag _ <<< "$entry"
         "$PYTHON" -m keras_lc.cli export "$RUNS/$name" --name "$name" --zoo-dir "$ZOO" --weights-tag "$tag" \

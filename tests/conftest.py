@@ -97,6 +97,9 @@ def cifar10_archive():
         pytest.skip(message)
     return path
 
+#: The files and folders `EVERY_BACKEND` names.
+EVERY_BACKEND_FILES = tuple(prefix.split("::")[0] for prefix in EVERY_BACKEND)
+
 #: Tests under `EVERY_BACKEND` that run every backend they compare in subprocesses of their own:
 #: the same in every pass, so only the TensorFlow pass runs them.
 SELF_CONTAINED = ("tests/test_initializers.py::test_same_seed_same_kernel_on_tensorflow_and_jax",)
@@ -135,10 +138,10 @@ def pytest_ignore_collect(collection_path, config):
     import, about 10 s of collection in each xdist process. Any other selection collects all."""
     if config.getoption("markexpr", "") != "every_backend" or collection_path.suffix != ".py":
         return None
-    if not collection_path.name.startswith("test_"):
+    path = collection_path.resolve()
+    if not collection_path.name.startswith("test_") or not path.is_relative_to(REPO):
         return None
-    relative = collection_path.resolve().relative_to(REPO).as_posix()
-    return None if relative.startswith(tuple(prefix.split("::")[0] for prefix in EVERY_BACKEND)) else True
+    return None if path.relative_to(REPO).as_posix().startswith(EVERY_BACKEND_FILES) else True
 
 
 def pytest_collection_modifyitems(config, items):
