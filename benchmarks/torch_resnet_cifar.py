@@ -3,7 +3,9 @@
 The network `keras_lc.zoo.resnet20` / `keras_lc.zoo.resnet_lc20` build, written as a PyTorch user
 would: He et al.'s CIFAR ResNet (3x3 stem, three stages of three basic blocks with 16, 32 and 64
 channels, stride 2 at the first block of stages 2 and 3, global average pooling, a linear
-classifier) with option-A shortcuts (`x[:, :, ::2, ::2]` with zero channels appended), BatchNorm
+classifier) with option-A shortcuts (`x[:, :, ::2, ::2]` with zero channels appended; `shortcut="B"`:
+a strided 1x1 convolution + BatchNorm where the shape changes, as open_lth's `cifar_resnet_20_16`
+that the paper's "ResNet-20-16" is named after), BatchNorm
 momentum 0.1 (Keras' 0.9) and eps 1e-5, and PyTorch's default initialization (Kaiming-uniform
 with a = sqrt(5), what keras-lc's `torch_uniform` draws). An LC convolution is either the paper's
 two-stage form (a k x k convolution to c_out * E channels, frozen or learned, then a 1x1
@@ -58,20 +60,29 @@ def conv3x3(c_in, c_out, stride, form, expansion, frozen):
     return LCConv(c_in, c_out, stride, expansion, form, frozen)
 
 
-class BasicBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN, plus the option-A shortcut, then ReLU."""
+SHORTCUTS = ("A", "B")
 
-    def __init__(self, c_in, c_out, stride, **conv):
+
+class BasicBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN, plus the shortcut (option A or B), then ReLU."""
+
+    def __init__(self, c_in, c_out, stride, shortcut="A", **conv):
         super().__init__()
         self.conv1, self.bn1 = conv3x3(c_in, c_out, stride, **conv), nn.BatchNorm2d(c_out)
         self.conv2, self.bn2 = conv3x3(c_out, c_out, 1, **conv), nn.BatchNorm2d(c_out)
         self.stride, self.pad = stride, c_out - c_in
+        self.projection = None
+        if shortcut == "B" and (stride != 1 or c_in != c_out):
+            self.projection = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(c_out))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x
-        if self.stride != 1 or self.pad:
+        if self.projection is not None:
+            shortcut = self.projection(x)
+        elif self.stride != 1 or self.pad:
             shortcut = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.pad))
         return F.relu(out + shortcut)
 
@@ -79,10 +90,13 @@ class BasicBlock(nn.Module):
 class ResNetCifar(nn.Module):
     """ResNet-{depth}-{width}: `form="plain"` (the baseline) or an LC form with `expansion`."""
 
-    def __init__(self, depth=20, width=16, classes=10, form="plain", expansion=1, frozen=True):
+    def __init__(self, depth=20, width=16, classes=10, form="plain", expansion=1, frozen=True,
+                 shortcut="A"):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"form must be one of {FORMS}. Received: {form!r}")
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}. Received: {shortcut!r}")
         conv = {"form": form, "expansion": expansion, "frozen": frozen}
         blocks = (depth - 2) // 6
         self.stem, self.bn = conv3x3(3, width, 1, **conv), nn.BatchNorm2d(width)
@@ -90,7 +104,7 @@ class ResNetCifar(nn.Module):
         for stage in range(3):
             c_out = width * 2**stage
             for block in range(blocks):
-                layers.append(BasicBlock(c_in, c_out, 2 if stage and not block else 1, **conv))
+                layers.append(BasicBlock(c_in, c_out, 2 if stage and not block else 1, shortcut, **conv))
                 c_in = c_out
         self.blocks = nn.Sequential(*layers)
         self.fc = nn.Linear(c_in, classes)

@@ -5,6 +5,7 @@
   `Conv2D` whose k x k kernels are frozen at their seed's random values when
   `frozen_spatial`.
 - `batch_norm` (PyTorch's momentum and epsilon), `conv_bn` and `relu`.
+- `PADDINGS`: where a strided k x k convolution's zeros go (`ConvOptions.padding`).
 
 All kernels are initialized with PyTorch's default uniform distribution from a
 per-layer seed derived from the model seed and the layer name, so a model is
@@ -19,7 +20,14 @@ import keras
 
 from keras_lc.initializers import layer_seed, resolve_seed, spatial_initializer
 from keras_lc.layers.lc_conv2d import LCConv2D
-from keras_lc.validation import check_bool, pair, positive_int
+from keras_lc.validation import check_bool, check_choice, pair, positive_int
+
+#: Zero padding of strided k x k convolutions (stride 1: both are k // 2 on every side).
+#: "same": Keras' "same": on an even input at stride 2 the one padding row and column go after
+#: the image, so the outputs sample odd positions while a stride-2 shortcut samples even ones;
+#: "symmetric": k // 2 zeros on every side (a `ZeroPadding2D` then a "valid" convolution),
+#: PyTorch's `padding=k // 2` and keras-hub's ResNet, outputs aligned with the shortcut.
+PADDINGS = ("same", "symmetric")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +40,11 @@ class ConvOptions:
         lc: Make k x k convolutions `LCConv2D` layers.
         expansion: LC expansion E.
         implementation: `LCConv2D` implementation.
-        make_lc: Optional `fn(filters, kernel_size, strides, name, seed)`
-            returning the LC layer instead of `LCConv2D` (shared spatial bank).
+        make_lc: Optional `fn(filters, kernel_size, strides, name, seed,
+            padding)` returning the LC layer instead of `LCConv2D` (shared
+            spatial bank).
+        padding: Zero padding of strided k x k convolutions, one of
+            `PADDINGS`.
     """
 
     seed: int
@@ -42,6 +53,7 @@ class ConvOptions:
     expansion: int = 1
     implementation: str = "auto"
     make_lc: Callable = None
+    padding: str = "same"
 
     @classmethod
     def create(cls, seed=None, frozen_spatial=False, **kwargs):
@@ -49,6 +61,8 @@ class ConvOptions:
         frozen_spatial = check_bool(frozen_spatial, "frozen_spatial")
         if "expansion" in kwargs:
             positive_int(kwargs["expansion"], "expansion")
+        if "padding" in kwargs:
+            check_choice(kwargs["padding"], "padding", PADDINGS)
         seed = None if seed is None else resolve_seed(seed)
         return cls(seed=seed, frozen_spatial=frozen_spatial, **kwargs)
 
@@ -59,49 +73,68 @@ class ConvOptions:
 
 
 def conv(filters, kernel_size, strides, name, options):
-    """The convolution layer `name` of a zoo model ("same" padding, no bias).
+    """The convolution `name` of a zoo model (no bias), a callable on a tensor.
 
     k x k (k > 1) convolutions are `LCConv2D` layers when `options.lc`, with
     `frozen_spatial=options.frozen_spatial`; otherwise `Conv2D` layers,
     non-trainable when `options.frozen_spatial`. 1x1 convolutions are always
     trainable `Conv2D` layers. Every zoo convolution is followed by a
-    BatchNormalization, hence no bias.
+    BatchNormalization, hence no bias. Padding: "same", except a strided
+    k x k convolution under `options.padding == "symmetric"`: a
+    `ZeroPadding2D` named `{name}_pad` of k // 2, then the layer with "valid".
     """
     kernel_size = pair(kernel_size, "kernel_size")
     seed = options.seed_for(name)
     spatial = max(kernel_size) > 1
+    padded = _padded(kernel_size, strides, options)
+    padding = "valid" if padded else "same"
     if spatial and options.lc:
         if options.make_lc is not None:
-            return options.make_lc(filters, kernel_size, strides, name, seed)
-        return LCConv2D(
+            layer = options.make_lc(filters, kernel_size, strides, name, seed, padding)
+        else:
+            layer = LCConv2D(
+                filters,
+                kernel_size,
+                strides=strides,
+                padding=padding,
+                expansion=options.expansion,
+                frozen_spatial=options.frozen_spatial,
+                implementation=options.implementation,
+                seed=seed,
+                name=name,
+            )
+    else:
+        layer = keras.layers.Conv2D(
             filters,
             kernel_size,
             strides=strides,
-            expansion=options.expansion,
-            frozen_spatial=options.frozen_spatial,
-            implementation=options.implementation,
-            seed=seed,
+            padding=padding,
+            use_bias=False,
+            kernel_initializer=spatial_initializer(kernel_size, seed),
+            trainable=not (spatial and options.frozen_spatial),
             name=name,
         )
-    return keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=spatial_initializer(kernel_size, seed),
-        trainable=not (spatial and options.frozen_spatial),
-        name=name,
-    )
+    return _with_padding(layer, kernel_size, name) if padded else layer
+
+
+def _padded(kernel_size, strides, options):
+    """Whether this convolution gets explicit symmetric zero padding."""
+    return options.padding == "symmetric" and max(kernel_size) > 1 and max(pair(strides, "strides")) > 1
+
+
+def _with_padding(layer, kernel_size, name):
+    pad = keras.layers.ZeroPadding2D(tuple(k // 2 for k in kernel_size), name=f"{name}_pad")
+    return lambda x: layer(pad(x))
 
 
 def depthwise_conv(kernel_size, strides, name, options):
-    """A depthwise convolution (no bias), frozen when `options.frozen_spatial`."""
+    """A depthwise convolution (no bias), frozen when `options.frozen_spatial`; padded as `conv`."""
     kernel_size = pair(kernel_size, "kernel_size")
-    return keras.layers.DepthwiseConv2D(
+    padded = _padded(kernel_size, strides, options)
+    layer = keras.layers.DepthwiseConv2D(
         kernel_size,
         strides=strides,
-        padding="same",
+        padding="valid" if padded else "same",
         use_bias=False,
         depthwise_initializer=spatial_initializer(
             kernel_size, options.seed_for(name), depthwise=True
@@ -109,6 +142,7 @@ def depthwise_conv(kernel_size, strides, name, options):
         trainable=not (max(kernel_size) > 1 and options.frozen_spatial),
         name=name,
     )
+    return _with_padding(layer, kernel_size, name) if padded else layer
 
 
 def batch_norm(name):

@@ -7,6 +7,13 @@ dense layer. ResNet-20-16 has 0.27M parameters (271,098 with the
 BatchNormalization moving statistics, 269,722 trainable) with the default
 option-A shortcuts.
 
+Padding: `padding="symmetric"` pads the two stride-2 convolutions' inputs by
+k // 2 on every side, as PyTorch's `padding=1` (and so the paper's code) does;
+the default `"same"` is Keras', which at stride 2 puts the one padding row and
+column after the image, so those convolutions sample the odd positions while
+the shortcut samples the even ones (`keras_lc.zoo.blocks.PADDINGS`). The
+published CIFAR-10 models were trained with `"same"`.
+
 Shortcuts: the paper builds on He et al.'s Basic-Block CIFAR ResNet, whose
 CIFAR experiments use parameter-free identity shortcuts with zero-padding
 where the dimensions grow (option A) throughout; that is the default,
@@ -72,11 +79,12 @@ def _shared_bank_options(options, width, in_channels):
         "bank_filters": 4 * width * options.expansion,
     }
 
-    def make_lc(filters, kernel_size, strides, name, seed):
+    def make_lc(filters, kernel_size, strides, name, seed, padding):
         return SharedLCConv2D(
             filters,
             kernel_size,
             strides=strides,
+            padding=padding,
             expansion=options.expansion,
             implementation=options.implementation,
             seed=seed,
@@ -87,17 +95,25 @@ def _shared_bank_options(options, width, in_channels):
     return dataclasses.replace(options, make_lc=make_lc)
 
 
-def _arch(base, kernel_size, shortcut):
-    """The default model name: `base`, then any non-default kernel size and shortcut."""
+def _arch(base, kernel_size, shortcut, padding):
+    """The default model name: `base`, then any non-default kernel size, shortcut and padding."""
     return base + ("" if kernel_size == 3 else f"_k{kernel_size}") + (
         "" if shortcut == "A" else f"_shortcut{shortcut}"
-    )
+    ) + ("" if padding == "same" else f"_{padding}")
 
 
 @register_model
 @application_builder(classes=10)
 def resnet_cifar(
-    depth=20, width=16, kernel_size=3, shortcut="A", *, application, frozen_spatial=False, seed=None
+    depth=20,
+    width=16,
+    kernel_size=3,
+    shortcut="A",
+    *,
+    application,
+    frozen_spatial=False,
+    seed=None,
+    padding="same",
 ):
     """CIFAR ResNet-{depth}-{width} (He et al. 2015) with plain convolutions.
 
@@ -117,6 +133,9 @@ def resnet_cifar(
         frozen_spatial: Freeze every k x k kernel at its seeded random
             initialization (PyTorch's default distribution).
         seed: Model seed (non-negative int); `None` draws one.
+        padding: Zero padding of the stride-2 convolutions: `"same"`
+            (Keras', the default) or `"symmetric"` (PyTorch's; the model
+            name gains `_symmetric`). See the module docstring.
 
     Returns:
         A functional `keras.Model`.
@@ -126,9 +145,11 @@ def resnet_cifar(
     >>> model = resnet_cifar(depth=20, width=16, seed=0)
     >>> model.count_params()
     271098
+    >>> resnet_cifar(padding="symmetric", seed=0).get_layer("stage2_block1_conv1_pad").padding
+    ((1, 1), (1, 1))
     """
-    options = ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial)
-    arch = _arch(f"resnet{depth}" + ("" if width == 16 else f"_{width}"), kernel_size, shortcut)
+    options = ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial, padding=padding)
+    arch = _arch(f"resnet{depth}" + ("" if width == 16 else f"_{width}"), kernel_size, shortcut, padding)
     return _build(arch, depth, width, kernel_size, shortcut, options, application)
 
 
@@ -146,6 +167,7 @@ def resnet_lc(
     seed=None,
     implementation="auto",
     shared_spatial=False,
+    padding="same",
 ):
     """ResNet-LC-{depth}-{width}x{expansion} (Gavrikov & Keuper, Section 4).
 
@@ -154,7 +176,7 @@ def resnet_lc(
     plain convolutions).
 
     Args:
-        depth, width, kernel_size, shortcut: As in `resnet_cifar`.
+        depth, width, kernel_size, shortcut, padding: As in `resnet_cifar`.
         expansion: E, spatial filters per output channel of each LC-block.
         frozen_spatial: `True` (default): frozen random spatial kernels;
             `False`: learnable LC.
@@ -188,9 +210,10 @@ def resnet_lc(
         lc=True,
         expansion=expansion,
         implementation=implementation,
+        padding=padding,
     )
     size = "" if (width, expansion) == (16, 1) else f"_{width}x{expansion}"
-    arch = _arch(f"resnet_lc{depth}{size}", kernel_size, shortcut)
+    arch = _arch(f"resnet_lc{depth}{size}", kernel_size, shortcut, padding)
     if check_bool(shared_spatial, "shared_spatial"):
         if not frozen_spatial:
             raise ValueError(

@@ -4,11 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_lc import LCConv2D, zoo
+from keras_lc import LCConv2D, fold, zoo
 from keras_lc.initializers import torch_uniform
 from keras_lc.layers.shared_lc_conv2d import SharedLCConv2D, spatial_bank
 from keras_lc.zoo.blocks import ConvOptions
 from keras_lc.zoo.resnet import shortcut
+from tests.harness import check_model_round_trip
+from tests.reference import randomize_batchnorm, rel_error
 from tests.zoo.test_registry import cifar_resnet_params
 
 
@@ -43,6 +45,47 @@ def test_structure_and_shortcuts():
     k5 = zoo.resnet_lc(kernel_size=5, expansion=2, seed=0)
     assert k5.name == "resnet_lc20_16x2_k5"
     assert k5.get_layer("stem_conv").spatial_kernel.shape == (5, 5, 3, 32)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_symmetric_padding_pads_the_strided_convolutions_and_folds(shared, cifar_test_images):
+    """`padding="symmetric"`: k // 2 zeros on every side before each stride-2 k x k convolution
+    (PyTorch's `padding=1`), then "valid"; the output of such a convolution is the "same"-padded
+    one shifted by one input pixel; the model folds exactly and survives a `.keras` round trip."""
+    images, _ = cifar_test_images
+    model = zoo.resnet_lc20(expansion=2, padding="symmetric", shared_spatial=shared, seed=0)
+    assert model.name == "resnet_lc20_16x2_symmetric" + ("_shared" if shared else "")
+    pads = [l for l in model.layers if isinstance(l, keras.layers.ZeroPadding2D)]
+    assert [(l.name, l.padding) for l in pads] == [
+        (f"stage{s}_block1_conv1_pad", ((1, 1), (1, 1))) for s in (2, 3)]
+    lc = [l for l in model.layers if isinstance(l, LCConv2D)]
+    assert {(l.strides, l.padding) for l in lc} == {((1, 1), "same"), ((2, 2), "valid")}
+    same = zoo.resnet_lc20(expansion=2, shared_spatial=shared, seed=0)
+    assert not any(isinstance(l, keras.layers.ZeroPadding2D) for l in same.layers)
+    # One layer, the same kernels: on an 8x8 input, output (i, j) of the symmetric form sees
+    # input rows and columns 2i-1..2i+1 (centred on the even positions the stride-2 shortcut
+    # keeps); Keras' "same" (its one zero row and column after the image) sees 2i..2i+2,
+    # so it gives the symmetric outputs only once the input is shifted by one pixel.
+    x = np.random.default_rng(0).normal(size=(1, 8, 8, 16)).astype("float32")
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    symmetric_out = np.asarray(model.get_layer("stage2_block1_conv1")(padded))
+    same_layer = same.get_layer("stage2_block1_conv1")
+    assert symmetric_out.shape == np.asarray(same_layer(x)).shape == (1, 4, 4, 32)
+    np.testing.assert_allclose(symmetric_out, np.asarray(same_layer(padded))[:, :4, :4], rtol=1e-5, atol=1e-5)
+    assert np.abs(symmetric_out - np.asarray(same_layer(x))).max() > 0.1
+    randomize_batchnorm(model)
+    logits = model(images[:4], training=False)
+    assert rel_error(fold(model)(images[:4]), logits) <= 1e-5
+    check_model_round_trip(model, images[:2])
+
+
+def test_padding_is_checked_and_keeps_published_weights_apart():
+    with pytest.raises(ValueError, match=r"`padding` must be one of \('same', 'symmetric'\). Received: padding='torch'"):
+        zoo.resnet20(padding="torch")
+    assert zoo.resnet20(padding="symmetric", shortcut="B", seed=0).name == "resnet20_shortcutB_symmetric"
+    # The published CIFAR-10 weights were trained with "same": not offered for "symmetric".
+    with pytest.raises(ValueError, match="resnet20_symmetric"):
+        zoo.resnet20(padding="symmetric", weights="cifar10")
 
 
 def test_option_a_shortcut_matches_numpy():
