@@ -281,7 +281,8 @@ def train(
             write_json_atomic(out / SUMMARY, summary)
         _remove_tree(backup_dir)
         say(
-            f"[keras-lc] finished: top-1 {summary['top1']}, top-5 {summary['top5']}, "
+            f"[keras-lc] finished: top-1 {_percent(summary['top1'])}, "
+            f"top-5 {_percent(summary['top5'])}, "
             f"{summary['steps']} steps, {wall:.1f} s; run directory '{out}'"
         )
         return summary
@@ -291,6 +292,11 @@ def train(
             strategy.release()
         if run_dir is not None:
             run_dir.close()
+
+
+def _percent(fraction):
+    """`0.8808` -> `"88.08%"`; `None` (not evaluated) -> `"n/a"`."""
+    return "n/a" if fraction is None else f"{fraction:.2%}"
 
 
 def _pipelines(train_data, test_data, recipe, first_epoch):

@@ -190,8 +190,12 @@ def test_validation_every_second_epoch_and_always_at_the_end(tmp_path, cifar_arc
     test_data = load_dataset("cifar10", "test", cifar_archive, per_class=2)
     recipe = Recipe(epochs=3, batch_size=40)
     out = tmp_path / "run"
+    lines = []
     summary = train(lambda: small_cnn(False, widths=(8,)), train_data, test_data, out, recipe,
-                    validation_freq=2, verbose=0, print_fn=None)
+                    validation_freq=2, verbose=0, print_fn=lines.append)
+    # The last line gives the figures rounded, as percentages.
+    assert lines[-1].startswith(f"[keras-lc] finished: top-1 {summary['top1']:.2%}, "
+                                f"top-5 {summary['top5']:.2%}, 6 steps, ")
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["val_top1"] != "" for row in rows] == [False, True, False]
