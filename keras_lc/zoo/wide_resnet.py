@@ -42,7 +42,9 @@ def _preact_block(x, filters, strides, dropout_rate, options, prefix):
 
 @register_model
 @application_builder(classes=10)
-def wide_resnet(depth=28, width=10, dropout_rate=0.0, *, application, frozen_spatial=False, seed=None):
+def wide_resnet(
+    depth=28, width=10, dropout_rate=0.0, *, application, frozen_spatial=False, seed=None, padding="same"
+):
     """CIFAR Wide-ResNet-{depth}-{width} (Zagoruyko & Komodakis 2016).
 
     Args:
@@ -58,6 +60,9 @@ def wide_resnet(depth=28, width=10, dropout_rate=0.0, *, application, frozen_spa
         frozen_spatial: Freeze every 3x3 kernel at its seeded random
             initialization (PyTorch's default distribution).
         seed: Model seed (non-negative int); `None` draws one.
+        padding: Zero padding of the stride-2 3x3 convolutions: `"same"`
+            (Keras', the default) or `"symmetric"` (PyTorch's `padding=1`;
+            the name gains `_symmetric`), as in `resnet_cifar`.
 
     Returns:
         A functional `keras.Model`.
@@ -78,9 +83,9 @@ def wide_resnet(depth=28, width=10, dropout_rate=0.0, *, application, frozen_spa
         0 <= dropout_rate < 1
     ):
         raise ValueError(f"`dropout_rate` must be in [0, 1). Received: dropout_rate={dropout_rate!r}")
-    options = ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial)
+    options = ConvOptions.create(seed=seed, frozen_spatial=frozen_spatial, padding=padding)
     app = Application(
-        f"wide_resnet{depth}_{width}",
+        f"wide_resnet{depth}_{width}" + ("" if padding == "same" else f"_{padding}"),
         options=options,
         default_size=32,
         min_size=4,

@@ -30,6 +30,16 @@ def test_cifar_wrn_is_pre_activation():
     assert not any("dropout" in l.name for l in zoo.wide_resnet(depth=10, width=1, seed=0).layers)
 
 
+def test_symmetric_padding_pads_the_strided_3x3_convolutions():
+    model = zoo.wide_resnet(depth=10, width=1, padding="symmetric", seed=0)
+    assert model.name == "wide_resnet10_1_symmetric"
+    pads = [(l.name, l.padding) for l in model.layers if isinstance(l, keras.layers.ZeroPadding2D)]
+    assert pads == [(f"stage{s}_block1_conv1_pad", ((1, 1), (1, 1))) for s in (2, 3)]
+    assert model.get_layer("stage2_block1_conv1").padding == "valid"
+    assert model.get_layer("stage2_block1_shortcut_conv").padding == "same"  # 1x1: no padding
+    assert model.count_params() == zoo.wide_resnet(depth=10, width=1, seed=0).count_params()
+
+
 def test_wide_resnet50_2_doubles_the_bottleneck_width():
     wide = zoo.wide_resnet50_2(include_top=False, input_shape=(32, 32, 3), seed=0)
     for stage, planes in enumerate((64, 128, 256, 512), start=1):
