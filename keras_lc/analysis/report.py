@@ -16,6 +16,7 @@ from keras_lc.analysis.spatial import spatial_variance, spatial_variance_by_size
 from keras_lc.data import CIFAR10_MEAN, CIFAR10_STD
 from keras_lc.layers import LCConv2D
 from keras_lc.training.run_dir import MODEL
+from keras_lc.zoo.pretrained import split_preprocessing
 
 REPORT_NAME = "analysis.json"
 COMPARISON_NAME = "comparison.json"
@@ -191,8 +192,13 @@ def analyze(
         images, labels = data if isinstance(data, (tuple, list)) else load_test_images(data, limit)
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
+        # A model with its own preprocessing (a published one) takes raw pixels; the attack
+        # works on normalized images, so it is given the model after that normalization.
+        preprocessing, normalized_input_model = split_preprocessing(model)
+        if preprocessing is not None:
+            _check_preprocessing(preprocessing, mean, std)
         robustness = robust_accuracy(
-            model, images, labels, epsilon, mean, std, batch_size, verbose=verbose
+            normalized_input_model, images, labels, epsilon, mean, std, batch_size, verbose=verbose
         ).to_dict()
 
     lc_layers = [layers[n] for n in lc_names]
@@ -212,6 +218,18 @@ def analyze(
     }
     write_json(out_dir / REPORT_NAME, report)
     return report
+
+
+def _check_preprocessing(layer, mean, std):
+    """The model's own normalization must be the `mean`/`std` the attack assumes."""
+    own_mean = np.ravel(keras.ops.convert_to_numpy(layer.mean)) / 255.0
+    own_std = np.sqrt(np.ravel(keras.ops.convert_to_numpy(layer.variance))) / 255.0
+    if not (np.allclose(own_mean, mean, atol=1e-4) and np.allclose(own_std, std, atol=1e-4)):
+        raise ValueError(
+            f"The model normalizes its inputs with mean {[round(float(v), 4) for v in own_mean]} and "
+            f"std {[round(float(v), 4) for v in own_std]} (of pixels in [0, 1]), but the analysis was given mean "
+            f"{list(mean)} and std {list(std)}; pass the model's own."
+        )
 
 
 def compare(reports, out_dir):

@@ -10,7 +10,8 @@
   Hugging Face Hub repository `hf://ORG/REPO[@REVISION]`, `keras_lc.hub`)
   built by its builder with its weights.
 - `preprocessing_for` / `preprocessing_layer`: the normalization a builder
-  puts in front of the model (`include_preprocessing`);
+  puts in front of the model (`include_preprocessing`); `split_preprocessing`
+  takes it off a model again;
   `preprocess_input` and `decode_predictions`: the same normalization and
   the class names for arrays, in keras.applications' style.
 """
@@ -25,6 +26,7 @@ from keras_lc.weights import Preprocessing, fetch, published_weights
 from keras_lc.zoo.registry import get_model
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
+PREPROCESSING = "preprocessing"  #: the name of the `include_preprocessing` layer
 
 
 def pretrained_weights(arch):
@@ -232,7 +234,7 @@ def _recorded_preprocessing(entry):
         return None
 
 
-def preprocessing_layer(preprocessing, name="preprocessing"):
+def preprocessing_layer(preprocessing, name=PREPROCESSING):
     """A stock `keras.layers.Normalization` computing `(x / high - mean) / std`.
 
     A stock layer (not a keras_lc one) so that folded and exported models load
@@ -244,6 +246,27 @@ def preprocessing_layer(preprocessing, name="preprocessing"):
     mean = [float(m) * high for m in preprocessing.mean]
     variance = [(float(s) * high) ** 2 for s in preprocessing.std]
     return keras.layers.Normalization(mean=mean, variance=variance, name=name)
+
+
+def split_preprocessing(model):
+    """`(preprocessing, rest)`: the `include_preprocessing` normalization a model starts with,
+    and the model after it, which takes normalized inputs; `(None, model)` for a model without.
+
+    What takes normalized images (an FGSM attack in normalized space, say) is given `rest`.
+
+    Example:
+
+    >>> import keras_lc
+    >>> prep, rest = keras_lc.zoo.split_preprocessing(keras_lc.zoo.resnet20(weights="cifar10"))
+    >>> prep.name, rest.layers[1].name
+    ('preprocessing', 'stem_conv')
+    """
+    import keras
+
+    layer = next((item for item in model.layers if item.name == PREPROCESSING), None)
+    if not isinstance(layer, keras.layers.Normalization) or layer.input is not model.inputs[0]:
+        return None, model
+    return layer, keras.Model(layer.output, model.outputs, name=model.name)
 
 
 def _published_by(weights):

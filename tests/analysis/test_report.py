@@ -143,6 +143,28 @@ def test_cli_on_a_run_directory_with_real_test_images(tmp_path, cifar_archive):
     assert_png(tmp_path / "both" / "fve_vs_expansion_first.png")
 
 
+def test_a_published_model_with_its_preprocessing_is_attacked_after_it(tmp_path):
+    """A published folded `.keras` takes raw pixels (its `preprocessing` layer): the clean
+    accuracy on the shipped sample is the card's, and the attack is the one on the model after
+    that normalization (was: every image fed normalized twice, 10% clean accuracy)."""
+    from keras_lc import weights, zoo
+    from keras_lc.samples import cifar10_test_sample
+
+    entry = weights.published_weights()["resnet20_16_cifar10"]
+    folder = weights.packaged_file(entry, entry.file_name).parent
+    model = keras.saving.load_model(folder / f"{entry.name}_folded.keras", safe_mode=True)
+    sample = cifar10_test_sample()
+    report = analyze(model, tmp_path / "published", data=(sample.images, sample.labels))
+    assert report["robustness"]["clean_accuracy"] == pytest.approx(entry.sample_top1)
+    prep, rest = zoo.split_preprocessing(model)
+    assert prep.name == "preprocessing" and rest.input_shape == model.input_shape
+    assert zoo.split_preprocessing(rest) == (None, rest)
+    expected = robust_accuracy(rest, sample.images, sample.labels).to_dict()
+    assert report["robustness"] == expected and expected["robust_accuracy"] < expected["clean_accuracy"]
+    with pytest.raises(ValueError, match=r"normalizes its inputs with mean \[0.4914, 0.4822, 0.4465\]"):
+        analyze(model, tmp_path / "other", data=(sample.images, sample.labels), mean=(0.5, 0.5, 0.5))
+
+
 def test_cli_user_mistakes_are_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "two").mkdir()
