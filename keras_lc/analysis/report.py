@@ -16,7 +16,8 @@ from keras_lc.analysis.spatial import spatial_variance, spatial_variance_by_size
 from keras_lc.data import CIFAR10_MEAN, CIFAR10_STD
 from keras_lc.layers import LCConv2D
 from keras_lc.training.run_dir import MODEL
-from keras_lc.zoo.pretrained import split_preprocessing
+from keras_lc.weights import published_weights
+from keras_lc.zoo.pretrained import load_published, split_preprocessing
 
 REPORT_NAME = "analysis.json"
 COMPARISON_NAME = "comparison.json"
@@ -34,7 +35,8 @@ def write_json(path, payload):
 
 
 def resolve_model_path(model_or_run):
-    """The `.keras` file named by a path to the file itself or to a run directory holding one.
+    """The `.keras` file named by a path to the file itself or to a run directory holding one,
+    or the name itself when it is a published model's (`keras-lc list --pretrained`).
 
     A run directory must hold exactly one `*.keras` file at its top level, or
     several of which one is `model.keras`.
@@ -56,14 +58,25 @@ def resolve_model_path(model_or_run):
             f"Run directory '{path}' holds several .keras files {[p.name for p in found]}; "
             "pass the one to analyze."
         )
-    raise FileNotFoundError(f"No such model file or run directory: '{path}'")
+    published = published_weights(requested=str(model_or_run))
+    if str(model_or_run) in published:
+        return str(model_or_run)
+    raise FileNotFoundError(
+        f"No such model file, run directory or published model: '{path}' "
+        f"(published: {sorted(published)})"
+    )
 
 
 def load_model(model_or_run):
-    """Load the model of `resolve_model_path(model_or_run)` (safe mode)."""
+    """Load the model of `resolve_model_path(model_or_run)` (safe mode); a published model by
+    its builder call, in the form it was trained in (normalized inputs, logits), whose
+    combined filters are the paper's (no BatchNorm folded in)."""
     import keras_lc  # noqa: F401  (registers the package's serializable layers)
 
-    return keras.saving.load_model(resolve_model_path(model_or_run), safe_mode=True)
+    resolved = resolve_model_path(model_or_run)
+    if isinstance(resolved, str):
+        return load_published(resolved, classifier_activation=None, include_preprocessing=False)
+    return keras.saving.load_model(resolved, safe_mode=True)
 
 
 def load_test_images(data, limit=None, split="test"):

@@ -48,7 +48,8 @@ def add_parser(subparsers):
         "models",
         nargs="+",
         metavar="MODEL_OR_RUN",
-        help="A .keras model file, or a run directory holding one (several for a comparison).",
+        help="A .keras model file, a run directory holding one, or a published model's name "
+        "('keras-lc list --pretrained': its training form); several for a comparison.",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="Output folder for figures and JSON.")
     parser.add_argument(

@@ -17,6 +17,7 @@ from keras_lc.analysis import (
     spatial_variance,
     spatial_variance_by_size,
 )
+from keras_lc.analysis.report import load_test_images
 from keras_lc.cli import analyze as cli
 from keras_lc.layers import LCConv2D
 from tests.analysis.test_plots import assert_png
@@ -165,6 +166,26 @@ def test_a_published_model_with_its_preprocessing_is_attacked_after_it(tmp_path)
         analyze(model, tmp_path / "other", data=(sample.images, sample.labels), mean=(0.5, 0.5, 0.5))
 
 
+def test_cli_on_a_published_model_by_name(tmp_path, cifar_archive):
+    """`keras-lc analyze NAME`: the published model's training form (BatchNorm not folded into
+    its combined filters), with its card's parameter count, on the test images it scores."""
+    from keras_lc import weights, zoo
+
+    args = _parser().parse_args(["analyze", "resnet20_16_cifar10", "--out", str(tmp_path / "out"),
+                                 "--data", str(cifar_archive), "--limit", "20"])
+    assert args.func(args) == 0
+    report = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    entry = weights.published_weights()["resnet20_16_cifar10"]
+    assert report["num_parameters"] == entry.total_params and len(report["layers"]) == 19
+    model = zoo.load_published("resnet20_16_cifar10", classifier_activation=None, include_preprocessing=False)
+    stem = model.get_layer("stem_conv").kernel
+    np.testing.assert_allclose(report["layers"]["stem_conv"]["spatial_variance"],
+                               spatial_variance(keras.ops.convert_to_numpy(stem)).tolist())
+    images, labels = load_test_images(cifar_archive, 20)
+    expected = robust_accuracy(model, images, labels).to_dict()
+    assert report["robustness"] == expected
+
+
 def test_cli_user_mistakes_are_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "two").mkdir()
@@ -173,7 +194,8 @@ def test_cli_user_mistakes_are_one_clear_error(tmp_path):
     (tmp_path / "model.h5").write_bytes(b"x")
     (tmp_path / "ok.keras").write_bytes(b"x")
     cases = [
-        (["missing"], FileNotFoundError, "No such model file or run directory"),
+        (["missing"], FileNotFoundError,
+         r"No such model file, run directory or published model: 'missing' \(published: \['resnet20_16_cifar10'"),
         ([str(tmp_path / "empty")], FileNotFoundError, "No .keras model file"),
         ([str(tmp_path / "two")], ValueError, r"\['a.keras', 'b.keras'\]"),
         ([str(tmp_path / "model.h5")], ValueError, "model.h5"),
