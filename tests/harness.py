@@ -2,6 +2,7 @@
 and every model passes (NumPy reference, fold, config, `.keras` and `.weights.h5` round trips)."""
 
 import dataclasses
+import importlib.util
 import signal
 import subprocess
 import tempfile
@@ -13,6 +14,18 @@ import numpy as np
 from keras_lc import cli
 from keras_lc.layers import FoldableConv2D
 from tests.reference import rel_error, to_numpy
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_file_module(relative_path, name=None):
+    """The script at `relative_path` (from the repository root) imported as a module: the
+    examples, tools and benchmarks are scripts, not package modules."""
+    path = REPO / relative_path
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(argv, capsys):

@@ -10,24 +10,17 @@ option-A and option-B shortcuts, and the trainable parameter counts are equal. W
 difference between the two networks.
 """
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from keras_lc import zoo  # noqa: E402
-
-NETWORK = Path(__file__).resolve().parents[2] / "benchmarks" / "torch_resnet_cifar.py"
+from tests.harness import load_file_module  # noqa: E402
 
 
 def _network_module():
-    spec = importlib.util.spec_from_file_location("torch_resnet_cifar", NETWORK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module("benchmarks/torch_resnet_cifar.py")
 
 
 def _copy_conv(layer, conv):

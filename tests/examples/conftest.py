@@ -1,6 +1,5 @@
 """Shared by the example tests: the examples as modules and a scratch zoo with one published model."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from keras_lc.samples import cifar10_test_sample
 from keras_lc.training.run import parameter_counts
 from keras_lc.weights import PretrainedWeights
 from keras_lc.zoo.pretrained import dataset_preprocessing
+from tests.harness import load_file_module
 from tests.reference import randomize_batchnorm
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -34,10 +34,7 @@ def load_example(name):
     """
     if str(EXAMPLES) not in sys.path:
         sys.path.append(str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(f"examples/{name}.py", f"example_{name}")
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,13 @@
 """`tools/jpeg_quality.py`: the quality and subsampling Pillow wrote are read back from the headers."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "jpeg_quality.py"
+from tests.harness import load_file_module
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("jpeg_quality", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module("tools/jpeg_quality.py")
 
 
 def test_quality_and_subsampling_read_back(tmp_path, capsys):
