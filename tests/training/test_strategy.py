@@ -116,13 +116,19 @@ def test_mirrored_two_cpus_matches_one_device_with_synchronized_batchnorm(tmp_pa
     one, mirrored = result["one_device"], result["mirrored"]
     assert mirrored["summary"]["replicas"] == 2 and mirrored["summary"]["batchnorm_synchronized"] == 2
     assert len(one["losses"]) == len(mirrored["losses"]) == 15  # 3 epochs x 5 steps
-    # Same data order, same initial weights: the per-step losses agree to float32 round-off.
-    np.testing.assert_allclose(mirrored["losses"], one["losses"], rtol=1e-5)
+    # Same data order, same initial weights: the per-step losses agree to float32 round-off,
+    # which training then amplifies step by step (how much depends on the CPU's kernels: after
+    # 10-15 steps 4.5e-5 relative on an Intel Xeon, less on an AMD EPYC). A real difference
+    # (unsynchronized BatchNorm, gradients summed instead of averaged) moves them by > 1e-3.
+    np.testing.assert_allclose(mirrored["losses"][:5], one["losses"][:5], rtol=1e-5)
+    np.testing.assert_allclose(mirrored["losses"], one["losses"], rtol=2e-4)
     assert len(one["weights"]) == len(mirrored["weights"]) == 14
     for (name, value), (other_name, other) in zip(one["weights"], mirrored["weights"]):
         value, other = np.asarray(value), np.asarray(other)
         scale = np.max(np.abs(value)) or 1.0
-        assert name == other_name and np.max(np.abs(other - value)) <= 1e-4 * scale, name
+        # The same amplified round-off: up to 9.3e-4 of the largest weight after 15 steps on
+        # the Intel machine (the combination kernels); wrong averaging would be ~lr-sized.
+        assert name == other_name and np.max(np.abs(other - value)) <= 5e-3 * scale, name
 
 
 def _free_port():
