@@ -17,7 +17,7 @@ from keras_lc.data import CIFAR10_MEAN, CIFAR10_STD
 from keras_lc.layers import LCConv2D
 from keras_lc.training.run_dir import MODEL
 from keras_lc.weights import published_weights
-from keras_lc.zoo.pretrained import load_published, split_preprocessing
+from keras_lc.zoo.pretrained import load_published, preprocessing_of, split_preprocessing
 
 REPORT_NAME = "analysis.json"
 COMPARISON_NAME = "comparison.json"
@@ -235,12 +235,11 @@ def analyze(
 
 def _check_preprocessing(layer, mean, std):
     """The model's own normalization must be the `mean`/`std` the attack assumes."""
-    own_mean = np.ravel(keras.ops.convert_to_numpy(layer.mean)) / 255.0
-    own_std = np.sqrt(np.ravel(keras.ops.convert_to_numpy(layer.variance))) / 255.0
-    if not (np.allclose(own_mean, mean, atol=1e-4) and np.allclose(own_std, std, atol=1e-4)):
+    own = preprocessing_of(layer)
+    if not (np.allclose(own.mean, mean, atol=1e-4) and np.allclose(own.std, std, atol=1e-4)):
         raise ValueError(
-            f"The model normalizes its inputs with mean {[round(float(v), 4) for v in own_mean]} and "
-            f"std {[round(float(v), 4) for v in own_std]} (of pixels in [0, 1]), but the analysis was given mean "
+            f"The model normalizes its inputs with mean {[round(v, 4) for v in own.mean]} and "
+            f"std {[round(v, 4) for v in own.std]} (of pixels in [0, 1]), but the analysis was given mean "
             f"{list(mean)} and std {list(std)}; pass the model's own."
         )
 

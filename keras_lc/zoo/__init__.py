@@ -13,7 +13,8 @@ conv/BN factory), and one module per family.
 """
 
 from keras_lc.zoo.mobilenet_v2 import mobilenet_v2
-from keras_lc.zoo.pretrained import decode_predictions, load_published, preprocess_input, split_preprocessing
+from keras_lc.zoo.pretrained import (decode_predictions, load_published, preprocess_input, preprocessing_of,
+                                     split_preprocessing)
 from keras_lc.zoo.registry import (
     Preset,
     get_builder,
@@ -50,6 +51,7 @@ __all__ = [
     "list_models",
     "mobilenet_v2",
     "preprocess_input",
+    "preprocessing_of",
     "split_preprocessing",
     "register_model",
     "register_preset",

@@ -11,7 +11,7 @@
   built by its builder with its weights.
 - `preprocessing_for` / `preprocessing_layer`: the normalization a builder
   puts in front of the model (`include_preprocessing`); `split_preprocessing`
-  takes it off a model again;
+  takes it off a model again, and `preprocessing_of` reads it back;
   `preprocess_input` and `decode_predictions`: the same normalization and
   the class names for arrays, in keras.applications' style.
 """
@@ -246,6 +246,28 @@ def preprocessing_layer(preprocessing, name=PREPROCESSING):
     mean = [float(m) * high for m in preprocessing.mean]
     variance = [(float(s) * high) ** 2 for s in preprocessing.std]
     return keras.layers.Normalization(mean=mean, variance=variance, name=name)
+
+
+def preprocessing_of(layer, value_range=(0, 255)):
+    """The `Preprocessing` a `keras.layers.Normalization` applies to pixels in `value_range`:
+    the inverse of `preprocessing_layer`, with its mean and std in [0, 1] units.
+
+    `input_size` is the layer's input shape without the batch axis.
+
+    Example:
+
+    >>> import keras_lc
+    >>> prep, _ = keras_lc.zoo.split_preprocessing(keras_lc.zoo.resnet20(weights="cifar10"))
+    >>> keras_lc.zoo.preprocessing_of(prep).mean
+    (0.4914, 0.4822, 0.4465)
+    """
+    import keras
+
+    high = float(value_range[1])
+    mean = np.ravel(keras.ops.convert_to_numpy(layer.mean)) / high
+    std = np.sqrt(np.ravel(keras.ops.convert_to_numpy(layer.variance))) / high
+    return Preprocessing(tuple(layer.input.shape[1:]), tuple(value_range),
+                         tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std))
 
 
 def split_preprocessing(model):

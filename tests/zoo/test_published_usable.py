@@ -130,3 +130,19 @@ def test_include_preprocessing_values():
     with pytest.raises(ValueError, match=r"must be None, True, False or a dataset name. Received: "
                                          r"include_preprocessing=1"):
         zoo.resnet20(include_preprocessing=1)
+
+
+@pytest.mark.parametrize("dataset", sorted(keras_lc.data.DATASETS))
+def test_preprocessing_of_reads_back_what_a_builder_put_in_front(dataset):
+    """`preprocessing_of` inverts `include_preprocessing`: each dataset's literal mean and std
+    (checked against `keras_lc.data`'s own), the input size and the raw value range."""
+    spec = keras_lc.data.datasets.get_spec(dataset)
+    size = min(spec.image_size, 64)  # the layer does not depend on the image size
+    model = zoo.resnet20(classes=10, input_shape=(size, size, 3), include_preprocessing=dataset)
+    prep, rest = zoo.split_preprocessing(model)
+    read = zoo.preprocessing_of(prep)
+    assert read.input_size == (size, size, 3) and read.value_range == (0, 255)
+    np.testing.assert_allclose(read.mean, spec.mean, atol=1e-6)
+    np.testing.assert_allclose(read.std, spec.std, atol=1e-6)
+    assert zoo.preprocessing_of(prep, value_range=(0, 1)).mean == pytest.approx(
+        [255 * m for m in spec.mean], rel=1e-5)
