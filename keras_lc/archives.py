@@ -8,7 +8,8 @@ remembered in `cache_dir()/datasets/archives.json`, keyed by its resolved path
 with its size and modification times, so an unchanged archive is not hashed
 again. Problems with the archive or the cache raise `DataError` (one line,
 naming the path); the cache folder's own problems raise its subclass
-`CacheError`, which is also an `OSError`.
+`CacheError`, which is also an `OSError`. `data_source` names a folder the
+same way on every machine, for a run's configuration.
 """
 
 import gzip
@@ -158,6 +159,40 @@ def _remember(folder, record, sha256):
         write_json_atomic(index, entries)
     except OSError as error:
         logger.debug("could not update %s: %s", index, error)
+
+
+def data_source(folder, cache=None):
+    """Where a split's images come from, spelled the same on every machine that has the same data.
+
+    A folder inside one that `extract_archive` unpacked is named by the
+    archive's stem and content hash and the path inside it
+    (`archive:cifar10-jpeg-fe72f91e441a/cifar10/train`), wherever the cache
+    is; any other folder is `folder:<its absolute path>`. A source recorded
+    as `folder:<cache path>` (as keras-lc recorded every folder before) may
+    be passed as `folder` with its prefix and gets the `archive:` spelling, so
+    a run directory started then still compares equal, and one moved to
+    another machine resumes there.
+
+    Example:
+
+    >>> import tempfile
+    >>> cache = tempfile.mkdtemp()
+    >>> data_source(f"{cache}/datasets/cifar10-jpeg-fe72f91e441a/cifar10/train", cache)
+    'archive:cifar10-jpeg-fe72f91e441a/cifar10/train'
+    >>> data_source(f"folder:{cache}/datasets/cifar10-jpeg-fe72f91e441a/cifar10/train", cache)
+    'archive:cifar10-jpeg-fe72f91e441a/cifar10/train'
+    >>> data_source("/data/my_images/train", cache)
+    'folder:/data/my_images/train'
+    """
+    text = str(folder)
+    if text.startswith(("archive:", "tfds:")):
+        return text
+    folder = Path(text[len("folder:"):] if text.startswith("folder:") else text).absolute()
+    root = (cache_dir(cache) / "datasets").absolute()
+    for candidate, base in ((folder, root), (folder.resolve(), root.resolve())):
+        if candidate.is_relative_to(base) and candidate != base:
+            return f"archive:{candidate.relative_to(base).as_posix()}"
+    return f"folder:{folder}"
 
 
 def extract_archive(archive, cache=None):

@@ -96,7 +96,7 @@ def test_the_table_covers_the_papers_datasets():
 
 def test_image_folder_archive_loads_like_load_image_folder(cifar_test_small):
     data, (images, labels, class_names) = cifar_test_small
-    assert data.num_examples == 50 and data.source.startswith("folder:")
+    assert data.num_examples == 50 and data.source.startswith("archive:cifar10-jpeg-")
     assert data.class_names == class_names == sorted(class_names)
     got = list(data.dataset.as_numpy_iterator())
     np.testing.assert_array_equal(np.stack([x for x, _ in got]), images)

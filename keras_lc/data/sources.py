@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List
 
+from keras_lc.archives import data_source
 from keras_lc.data.datasets import DatasetSpec, get_spec
 from keras_lc.data.folders import (
     TEST_SPLIT_FOLDERS,
@@ -34,7 +35,9 @@ class LoadedDataset:
         split: The split asked for (`"train"`, `"test"`, ...).
         num_examples: Number of examples.
         class_names: Class names in label order.
-        source: Where the examples come from (folder or tfds directory).
+        source: Where the examples come from, as `keras_lc.archives.data_source`
+            spells it (`archive:...` for an unpacked archive, `folder:...`), or
+            `tfds:<directory>`.
         make_dataset: Builds the unbatched `(uint8 image (h, w, channels),
             int32 label)` dataset; `dataset` calls it once.
         make_arrays: Decodes the split into `(uint8 images (n, h, w,
@@ -109,7 +112,7 @@ def _from_image_folder(spec, data_dir, split, per_class, offset):
             decode, num_parallel_calls=tf.data.AUTOTUNE
         )
 
-    return LoadedDataset(spec, split, len(paths), class_names, f"folder:{folder}", make_dataset,
+    return LoadedDataset(spec, split, len(paths), class_names, data_source(folder), make_dataset,
                          lambda: (decode_images(paths, spec.channels), labels))
 
 

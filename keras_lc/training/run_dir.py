@@ -12,7 +12,9 @@ read a run, `RunDirectory` writes one.
   and removes temporaries that an interrupted write left behind.
 - `RunDirectory.check(config)` compares the resolved configuration with a
   stored one, ignoring how it was spelled on the command line
-  (`IGNORED_ON_RESUME`), and says whether the run resumes.
+  (`IGNORED_ON_RESUME`) and where the machine's cache is (the data source as
+  `keras_lc.archives.data_source` spells it), and says whether the run
+  resumes: a run directory copied to another machine resumes there.
 - `RunDirectory.write_config(config)` stores it, once the model is built and
   everything is validated, so a failed start leaves no configuration behind.
 """
@@ -22,6 +24,7 @@ import json
 import os
 from pathlib import Path
 
+from keras_lc.archives import data_source
 from keras_lc.files import write_json_atomic
 
 __all__ = ["RunDirectory", "RunDirectoryError", "IGNORED_ON_RESUME", "CONFIG", "SUMMARY",
@@ -136,6 +139,7 @@ class RunDirectory:
             raise RunDirectoryError(
                 f"cannot read '{config_path}' ({error}); restore it or choose a new --out."
             ) from None
+        previous, config = _comparable(previous), _comparable(config)
         keys = (set(previous) | set(config)) - set(IGNORED_ON_RESUME)
         changed = sorted(k for k in keys if previous.get(k) != config.get(k))
         if changed:
@@ -149,6 +153,15 @@ class RunDirectory:
         """Store the run's configuration (a resume keeps the first one)."""
         if not (self.path / CONFIG).exists():
             write_json_atomic(self.path / CONFIG, config)
+
+
+def _comparable(config):
+    """`config` with its data source spelled by `data_source` (a run directory recorded with a
+    machine's cache path, as before, compares equal to the same data anywhere)."""
+    source = (config.get("data") or {}).get("source")
+    if not isinstance(source, str):
+        return config
+    return dict(config, data=dict(config["data"], source=data_source(source)))
 
 
 def _read_json(path, missing):

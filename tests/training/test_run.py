@@ -7,6 +7,7 @@ model of `tiny_run` (used as a subprocess by the resume and multi-worker tests).
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def _weights(path):
 
 
 def test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_one(tmp_path, cifar_archive):
-    """Killed hard after epoch 1, resumed: every saved array equals the uninterrupted run's.
+    """Killed hard after epoch 1, moved, resumed: every saved array equals the uninterrupted run's.
 
     With the paper's pad-4 crop + flip on, each random choice is a function of
     (seed, epoch, example), so the resumed epochs see the same batches.
@@ -102,8 +103,19 @@ def test_killed_run_with_augmentation_resumes_bit_identical_to_an_uninterrupted_
     assert not (out / "summary.json").exists()
     completed = json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
     assert completed in (1, 2)
+    source = json.loads((out / "config.json").read_text())["data"]["source"]
+    assert source.startswith("archive:cifar10") and str(tmp_path.parent) not in source
 
-    done = subprocess.run(_run_subprocess_args(out, 3, augment=True), cwd=REPO, env=env, capture_output=True,
+    # Resumed as on another machine: the run directory moved, the cache somewhere else (its
+    # unpacked datasets the same, so the run's recorded data source must still match).
+    moved = tmp_path / "elsewhere" / "resumed"
+    moved.parent.mkdir()
+    out = Path(shutil.move(out, moved))
+    other_cache = tmp_path / "other_cache"
+    other_cache.mkdir()
+    (other_cache / "datasets").symlink_to(Path(os.environ["KERAS_LC_CACHE"], "datasets").resolve())
+    done = subprocess.run(_run_subprocess_args(out, 3, augment=True), cwd=REPO,
+                          env=dict(env, KERAS_LC_CACHE=str(other_cache)), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "[keras-lc] resuming run" in done.stdout
@@ -216,3 +228,21 @@ def test_validation_every_second_epoch_and_always_at_the_end(tmp_path, cifar_arc
 if __name__ == "__main__":
     tiny_run(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "auto",
              augment=len(sys.argv) > 4 and sys.argv[4] == "augment")
+
+
+def test_a_run_recorded_with_the_cache_path_resumes_as_the_archive_it_is(tmp_path, monkeypatch):
+    """Run directories from before `data_source` recorded `folder:<cache path>`: under that
+    cache they resume against the `archive:` spelling; another archive (or folder) does not."""
+    from keras_lc.training.run_dir import RunDirectory
+
+    monkeypatch.setenv("KERAS_LC_CACHE", str(tmp_path / "cache"))
+    config = {"recipe": {"epochs": 2}, "data": {"dataset": "cifar10",
+              "source": f"folder:{tmp_path}/cache/datasets/cifar10-jpeg-fe72f91e441a/cifar10/train"}}
+    with RunDirectory.open(tmp_path / "run") as run:
+        run.write_config(config)
+    same = dict(config, data=dict(config["data"], source="archive:cifar10-jpeg-fe72f91e441a/cifar10/train"))
+    with RunDirectory.open(tmp_path / "run") as run:
+        assert run.check(same) is True
+        for source in ("archive:cifar10-jpeg-0123456789ab/cifar10/train", f"folder:{tmp_path}/cifar10/train"):
+            with pytest.raises(RunDirectoryError, match=r"differs in \['data'\]"):
+                run.check(dict(config, data=dict(config["data"], source=source)))
