@@ -63,7 +63,7 @@ def save(run_dir, checkpoints=CHECKPOINTS):
         (staging / "config.json").write_text(json.dumps(portable_config(config), indent=2, sort_keys=True) + "\n")
         if (run_dir / "history.csv").is_file():
             shutil.copy2(run_dir / "history.csv", staging / "history.csv")
-        shutil.copytree(run_dir / "backup", staging / "backup")
+        _copy_backup(run_dir / "backup", staging / "backup")
         retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
         if target.exists():
             os.replace(target, retired)
@@ -72,6 +72,20 @@ def save(run_dir, checkpoints=CHECKPOINTS):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _copy_backup(backup, copy, tries=3):
+    """Copy `backup/`, again if the running train replaced its checkpoint meanwhile: the copy's
+    `training_metadata.json` must name a weights file that the copy holds."""
+    for _ in range(tries):
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(backup, copy)
+        metadata = copy / "training_metadata.json"
+        named = json.loads(metadata.read_text(encoding="utf-8")).get("weights") if metadata.is_file() else None
+        if named is not None and (copy / named).is_file():
+            return
+    raise ValueError(f"'{backup}' holds no complete checkpoint (training_metadata.json and the weights "
+                     f"file it names), {tries} tries")
 
 
 def restore(name, run_dir, checkpoints=CHECKPOINTS):

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.harness import load_file_module
 from tests.test_no_machine_paths import MACHINE_PATH
 
@@ -17,7 +19,7 @@ def _run_dir(tmp_path, cache):
     (run / "tensorboard" / "train" / "events").write_bytes(b"\x00event")
     (run / ".lock").write_text("")
     (run / "backup" / "epoch-00010.weights.h5").write_bytes(bytes(range(256)) * 4)
-    (run / "backup" / "training_metadata.json").write_text('{"epoch": 10}')
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 10, "weights": "epoch-00010.weights.h5"}')
     (run / "history.csv").write_text("epoch,loss\n1,2.0\n")
     config = {
         "command": f"keras-lc train --model resnet_lc20 --data-dir {tmp_path}/shared/datasets/c.tar.gz "
@@ -47,14 +49,23 @@ def test_save_and_restore_carry_the_resumable_part_without_machine_paths(tmp_pat
     assert (carried / "backup" / "epoch-00010.weights.h5").read_bytes() == bytes(range(256)) * 4
 
     # A second save replaces the first whole; nothing is left beside it.
-    (run / "backup" / "training_metadata.json").write_text('{"epoch": 11}')
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 11, "weights": "epoch-00010.weights.h5"}')
     tool.save(run, checkpoints=tmp_path / "repo" / "checkpoints")
     assert [p.name for p in (tmp_path / "repo" / "checkpoints").iterdir()] == ["lc20x1"]
-    assert (carried / "backup" / "training_metadata.json").read_text() == '{"epoch": 11}'
+    assert json.loads((carried / "backup" / "training_metadata.json").read_text())["epoch"] == 11
+
+    # A checkpoint that names a weights file it does not hold (replaced while copying) is refused,
+    # and the earlier copy stays whole.
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 12, "weights": "epoch-00012.weights.h5"}')
+    with pytest.raises(ValueError, match=r"holds no complete checkpoint"):
+        tool.save(run, checkpoints=tmp_path / "repo" / "checkpoints")
+    assert json.loads((carried / "backup" / "training_metadata.json").read_text())["epoch"] == 11
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 11, "weights": "epoch-00010.weights.h5"}')
 
     restored = tool.restore("lc20x1", tmp_path / "elsewhere" / "lc20x1", checkpoints=tmp_path / "repo" / "checkpoints")
     assert (restored / "backup" / "epoch-00010.weights.h5").read_bytes() == bytes(range(256)) * 4
-    assert json.loads((restored / "config.json").read_text()) == json.loads(text.replace('"epoch": 10', '"epoch": 11'))
+    assert json.loads((restored / "config.json").read_text()) == json.loads(text)
+    assert json.loads((restored / "backup" / "training_metadata.json").read_text())["epoch"] == 11
 
 
 def test_bad_folders_get_one_line_and_exit_2(tmp_path, capsys):
