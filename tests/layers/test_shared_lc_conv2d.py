@@ -1,5 +1,7 @@
 """SharedLCConv2D against NumPy references: slices of one bank, fold, saving."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -93,3 +95,31 @@ def test_bad_arguments():
         SharedLCConv2D(4, 3, bank_seed=-1, bank_channels=4, bank_filters=4)
     with pytest.raises(ValueError, match=r"needs a \(c_in=32, m=8\) slice of a bank of 16 channels"):
         SharedLCConv2D(4, 3, expansion=2, **BANK)(_x((1, 8, 8, 32)))
+
+
+def test_saved_bank_seed_must_be_equal_not_merely_ordered():
+    """A saved bank_seed above the layer's is refused as one below is; an equal large one (not a
+    cached small int) loads; the bank every layer reads is read-only."""
+    x = _x((1, 8, 8, 4))
+    for saved_seed, layer_seed in ((11, 10), (2**40, 2**40 + 1)):
+        saver = SharedLCConv2D(6, 3, expansion=2, seed=5, **{**BANK, "bank_seed": saved_seed})
+        saver(x)
+        store = {}
+        saver.save_own_variables(store)
+        other = SharedLCConv2D(6, 3, expansion=2, seed=5, **{**BANK, "bank_seed": layer_seed})
+        other(x)
+        with pytest.raises(ValueError, match=f"has bank_seed={layer_seed} but the weights were saved "
+                                             f"with bank_seed={saved_seed}"):
+            other.load_own_variables(store)
+    same = SharedLCConv2D(6, 3, expansion=2, seed=5, **{**BANK, "bank_seed": 2**40})
+    same(x)
+    same.load_own_variables(store)
+    np.testing.assert_array_equal(to_numpy(same(x)), to_numpy(saver(x)))
+    assert spatial_bank(3, (3, 3, 4, 8)).flags.writeable is False
+
+
+def test_basis_is_refused_however_the_string_was_made():
+    """A config read from JSON carries a fresh (not interned) "basis": refused all the same."""
+    spelled = json.loads('{"implementation": "basis"}')["implementation"]
+    with pytest.raises(ValueError, match=r"Received: implementation='basis'"):
+        SharedLCConv2D(4, 3, implementation="".join(["ba", spelled[2:]]), **BANK)
