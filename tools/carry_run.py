@@ -38,16 +38,11 @@ CARRIED = ("config.json", "history.csv", "backup")
 
 def portable_config(config):
     """`config` with no machine path: command and data_dir portable, the data source by content."""
-    from keras_lc.archives import data_source
     from keras_lc.export import portable_command, portable_path
+    from keras_lc.training.run_dir import with_data_source
 
-    config = dict(config, command=portable_command(config.get("command", "")),
-                  data_dir=portable_path(config.get("data_dir")))
-    source = (config.get("data") or {}).get("source")
-    if isinstance(source, str):
-        config["data"] = dict(config["data"], source=data_source(source))
-    return config
-
+    return with_data_source(dict(config, command=portable_command(config.get("command", "")),
+                                 data_dir=portable_path(config.get("data_dir"))))
 
 def save(run_dir, checkpoints=CHECKPOINTS):
     """Copy the resumable part of `run_dir` to `checkpoints/<its name>`; returns that folder."""

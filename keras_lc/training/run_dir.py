@@ -29,7 +29,7 @@ from keras_lc.files import write_json_atomic
 
 __all__ = ["RunDirectory", "RunDirectoryError", "IGNORED_ON_RESUME", "CONFIG", "SUMMARY",
            "FINAL_WEIGHTS", "MODEL", "HISTORY", "LEARNING_CURVE", "BACKUP", "read_config",
-           "read_summary", "load_run"]
+           "read_summary", "load_run", "with_data_source"]
 
 # The files of a run directory: every module that reads or writes one names them from here.
 CONFIG = "config.json"  #: the resolved configuration (model, recipe, data source, command)
@@ -139,7 +139,7 @@ class RunDirectory:
             raise RunDirectoryError(
                 f"cannot read '{config_path}' ({error}); restore it or choose a new --out."
             ) from None
-        previous, config = _comparable(previous), _comparable(config)
+        previous, config = with_data_source(previous), with_data_source(config)
         keys = (set(previous) | set(config)) - set(IGNORED_ON_RESUME)
         changed = sorted(k for k in keys if previous.get(k) != config.get(k))
         if changed:
@@ -155,7 +155,7 @@ class RunDirectory:
             write_json_atomic(self.path / CONFIG, config)
 
 
-def _comparable(config):
+def with_data_source(config):
     """`config` with its data source spelled by `data_source` (a run directory recorded with a
     machine's cache path, as before, compares equal to the same data anywhere)."""
     source = (config.get("data") or {}).get("source")
